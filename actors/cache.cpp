@@ -1,0 +1,96 @@
+#include "actors/cache.hpp"
+
+#include "config/logging.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <tuple>
+
+namespace si::actors {
+
+std::string cache_stats_json(const char* backend, const storage::cache_stats& s) {
+  auto lookups = s.hits + s.misses;
+  double rate = lookups == 0 ? 0.0 : 100.0 * static_cast<double>(s.hits) / lookups;
+  return nlohmann::json{{"backend", backend},
+                        {"hits", s.hits},
+                        {"misses", s.misses},
+                        {"sets", s.sets},
+                        {"invalidations", s.invalidations},
+                        {"errors", s.errors},
+                        {"evictions", s.evictions},
+                        {"entries", s.entries},
+                        {"hit_rate_percent", rate}}
+    .dump();
+}
+
+namespace {
+
+struct cache_state {
+  static inline const char* name = "cache";
+  std::unique_ptr<storage::cache_backend> backend;
+  bool closed = false;
+  std::shared_ptr<spdlog::logger> log = config::logger("cache");
+};
+
+cache_actor::behavior_type cache_impl(cache_actor::stateful_pointer<cache_state> self,
+                                      cache_backend_factory make_backend) {
+  auto& st = self->state;
+  st.backend = make_backend();
+  st.log->info("cache backend: {}", st.backend->name());
+  self->attach_functor([self] {
+    if (self->state.backend && !self->state.closed) {
+      self->state.backend->close();
+    }
+  });
+  return {
+    [=](get_atom, const std::string& key) -> std::tuple<bool, std::string> {
+      auto& st = self->state;
+      if (st.closed) {
+        return {false, std::string{}};
+      }
+      auto v = st.backend->get(key);
+      return {v.has_value(), v ? std::move(*v) : std::string{}};
+    },
+    [=](put_atom, const std::string& key, const std::string& value, int64_t ttl_ms) {
+      auto& st = self->state;
+      if (!st.closed && ttl_ms > 0) {
+        st.backend->set(key, value, std::chrono::milliseconds{ttl_ms});
+      }
+      return true;
+    },
+    [=](invalidate_atom, const std::string& pattern) -> uint64_t {
+      auto& st = self->state;
+      return st.closed ? 0 : st.backend->invalidate(pattern);
+    },
+    [=](stats_atom) {
+      auto& st = self->state;
+      return cache_stats_json(st.backend->name(), st.backend->stats());
+    },
+    [=](health_atom) -> std::string {
+      auto& st = self->state;
+      return !st.closed && st.backend->healthy() ? "ok" : "degraded";
+    },
+    [=](drain_atom) {
+      auto& st = self->state;
+      auto stats = cache_stats_json(st.backend->name(), st.backend->stats());
+      st.log->info("cache closing: {}", stats);
+      st.backend->close();
+      st.closed = true;
+      self->quit();
+      return stats;
+    },
+  };
+}
+
+}  // namespace
+
+cache_actor spawn_cache(caf::actor_system& sys, cache_backend_factory make_backend) {
+  return sys.spawn<caf::detached>(cache_impl, std::move(make_backend));
+}
+
+}  // namespace si::actors

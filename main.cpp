@@ -1,0 +1,263 @@
+/// stellar-insights server entry point: configuration, the actor system, signals, exit code.
+
+#include "actors/cache.hpp"
+#include "actors/db.hpp"
+#include "actors/root_supervisor.hpp"
+#include "actors/shutdown_plan.hpp"
+#include "actors/shutdown_summary.hpp"
+#include "config/logging.hpp"
+#include "config/settings.hpp"
+#include "storage/database.hpp"
+#include "storage/shutdown_reports.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/send.hpp>
+
+#include <soci/soci.h>
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+namespace {
+
+using namespace si;
+using steady = std::chrono::steady_clock;
+
+int config_failure(const std::string& text) {
+  std::cerr << "stellar-insights: configuration error: " << text << '\n';
+  return actors::exit_code::config_error;
+}
+
+/// Kills the process if shutdown outlives SHUTDOWN_HARD_TIMEOUT, whatever is stuck.
+class hard_deadline_watchdog {
+public:
+  void arm(std::chrono::milliseconds limit) {
+    thread_ = std::thread([this, limit] {
+      std::unique_lock<std::mutex> guard{mtx_};
+      if (!cv_.wait_for(guard, limit, [this] { return disarmed_; })) {
+        config::logger("main")->critical(
+          "hard shutdown deadline of {} ms exceeded; exiting now", limit.count());
+        spdlog::shutdown();
+        std::_Exit(actors::exit_code::hard_deadline);
+      }
+    });
+  }
+  ~hard_deadline_watchdog() {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      disarmed_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) {
+      thread_.join();
+    }
+  }
+
+private:
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  bool disarmed_ = false;
+  std::thread thread_;
+};
+
+const char* signal_name(int sig) {
+  return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "signal";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool check_only = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::cout << config::help_text(argv[0]);
+      return 0;
+    }
+    if (arg == "--version") {
+      std::cout << "stellar-insights " << SI_VERSION << '\n';
+      return 0;
+    }
+    if (arg == "--check-config") {
+      check_only = true;
+      continue;
+    }
+    std::cerr << "stellar-insights: unknown argument '" << arg << "' (see --help)\n";
+    return actors::exit_code::config_error;
+  }
+
+  // -- configuration: env wins over .env; any invalid value stops start-up with code 2.
+  auto env = config::read_process_env();
+  auto dotenv_path = env.count("DOTENV_PATH") ? env["DOTENV_PATH"] : std::string{".env"};
+  auto dotenv = config::read_dotenv(dotenv_path);
+  if (auto* err = std::get_if<config::config_error>(&dotenv)) {
+    return config_failure(err->to_string());
+  }
+  auto loaded = config::load(env, std::get<config::env_map>(dotenv));
+  if (auto* err = std::get_if<config::config_error>(&loaded)) {
+    return config_failure(err->to_string());
+  }
+  auto s = std::get<config::settings>(std::move(loaded));
+  auto url = storage::parse_database_url(s.database_url);
+  if (auto* err = std::get_if<std::string>(&url)) {
+    return config_failure("DATABASE_URL: " + *err);
+  }
+  auto db_url = std::get<storage::database_url>(url);
+  if (s.redis_url) {
+    if (auto err = storage::validate_redis_url(*s.redis_url); !err.empty()) {
+      return config_failure("REDIS_URL: " + err);
+    }
+  }
+  auto plan = actors::default_plan(s);
+  if (auto err = actors::validate_plan(plan)) {
+    return config_failure("shutdown plan: " + *err);
+  }
+  if (check_only) {
+    std::cout << config::describe(s) << '\n';
+    return 0;
+  }
+
+  // Before any thread exists: SIGTERM/SIGINT are only ever read from the signalfd below.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  config::init_logging(s);
+  auto log = config::logger("main");
+  auto t_start = steady::now();
+
+  // -- schema first: no actor starts against a database that is not migrated.
+  try {
+    auto sql = storage::open_session(db_url);
+    auto version = storage::migrate(*sql, db_url.kind);
+    log->info("database {} at schema version {}", db_url.redacted, version);
+  } catch (const std::exception& e) {
+    log->critical("cannot open or migrate the database: {}", e.what());
+    return actors::exit_code::startup_failure;
+  }
+
+  // Declared before the actor system: it must still guard the system's destructor.
+  hard_deadline_watchdog watchdog;
+  caf::actor_system_config cfg;
+  unsigned threads = s.actor_threads != 0 ? s.actor_threads
+                                          : std::max(2u, std::thread::hardware_concurrency());
+  cfg.set("scheduler.max-threads", static_cast<size_t>(threads));
+  caf::actor_system sys{cfg};
+  // The system's destructor would wait for every actor without a bound (design.md §6).
+  sys.await_actors_before_shutdown(false);
+
+  int done_fd = eventfd(0, EFD_CLOEXEC);
+  std::atomic<int> final_code{actors::exit_code::unclean_shutdown};
+
+  actors::summary_options sopts;
+  for (const auto& e : plan) {
+    sopts.expected_actors.push_back(e.actor);
+  }
+  sopts.report_path = s.shutdown_report_path;
+  sopts.persist = [db_url](const nlohmann::json& report) {
+    // The db actor has closed by now (it stops last): use a short-lived session of our own.
+    auto sql = storage::open_session(db_url);
+    storage::insert_shutdown_report(*sql, report);
+  };
+  sopts.on_complete = [&final_code, done_fd](int code, const nlohmann::json&) {
+    final_code = code;
+    uint64_t one = 1;
+    [[maybe_unused]] auto n = write(done_fd, &one, sizeof one);
+  };
+  auto summary = actors::spawn_shutdown_summary(sys, std::move(sopts), true);
+
+  actors::supervisor_options opts;
+  opts.plan = plan;
+  opts.summary = summary;
+  opts.max_restarts = s.supervisor_max_restarts;
+  opts.restart_window = s.supervisor_restart_window;
+  opts.backoff_min = s.supervisor_backoff_min;
+  opts.backoff_max = s.supervisor_backoff_max;
+  opts.children.push_back({"db", [&s, db_url](caf::actor_system& sys, const actors::directory&) {
+                             actors::db_options o;
+                             o.url = db_url;
+                             o.pool_size = s.db_pool_size;
+                             o.query_timeout = s.db_query_timeout;
+                             o.queue_limit = s.db_queue_limit;
+                             return caf::actor_cast<caf::actor>(actors::spawn_db(sys, o));
+                           }});
+  opts.children.push_back({"cache", [&s](caf::actor_system& sys, const actors::directory&) {
+                             auto factory = [s]() -> std::unique_ptr<storage::cache_backend> {
+                               if (!s.redis_url) {
+                                 return storage::make_memory_cache(s.cache_max_entries);
+                               }
+                               storage::redis_options r;
+                               r.url = *s.redis_url;
+                               r.op_timeout = s.cache_op_timeout;
+                               r.reconnect_min = s.redis_reconnect_min;
+                               r.reconnect_max = s.redis_reconnect_max;
+                               return storage::make_redis_cache(r);
+                             };
+                             return caf::actor_cast<caf::actor>(actors::spawn_cache(sys, factory));
+                           }});
+  auto spawned = actors::spawn_root_supervisor(sys, std::move(opts));
+  if (auto* err = std::get_if<std::string>(&spawned)) {
+    log->critical("invalid supervision tree: {}", *err);
+    return actors::exit_code::startup_failure;
+  }
+  auto supervisor = std::get<actors::root_supervisor_actor>(spawned);
+  log->info("ready: stellar-insights {} started in {} ms (pid {})", SI_VERSION,
+            std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - t_start)
+              .count(),
+            getpid());
+
+  // -- wait: the first signal starts the cascade, the second forces it; the summary ends it.
+  int sig_fd = signalfd(-1, &signals, SFD_CLOEXEC);
+  int received = 0;
+  for (;;) {
+    pollfd fds[2] = {{sig_fd, POLLIN, 0}, {done_fd, POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      log->critical("poll failed: {}", std::strerror(errno));
+      break;
+    }
+    if (fds[1].revents & POLLIN) {
+      break;
+    }
+    if (fds[0].revents & POLLIN) {
+      signalfd_siginfo info{};
+      if (read(sig_fd, &info, sizeof info) != sizeof info) {
+        continue;
+      }
+      ++received;
+      auto name = signal_name(static_cast<int>(info.ssi_signo));
+      if (received == 1) {
+        log->info("{} received: starting the shutdown cascade", name);
+        watchdog.arm(s.shutdown_hard_timeout);
+        caf::anon_send(supervisor, actors::shutdown_atom_v, std::string{"signal "} + name);
+      } else {
+        log->warn("{} received again: forcing what is left", name);
+        caf::anon_send(supervisor, actors::force_atom_v);
+      }
+    }
+  }
+  int code = final_code.load();
+  log->info("exiting with code {}", code);
+  spdlog::shutdown();
+  close(sig_fd);
+  close(done_fd);
+  return code;
+}

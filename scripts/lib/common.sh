@@ -1,0 +1,70 @@
+# Shared helpers of scripts/run, scripts/test, the benches and chaos scripts.
+# Source it; it defines functions only.
+
+SI_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+
+# Debian packages the project builds, tests and runs with.
+SI_PACKAGES=(
+  build-essential cmake ccache pkg-config
+  libcaf-dev libboost-dev libhiredis-dev libsoci-dev libsqlite3-dev libpq-dev
+  libspdlog-dev catch2 nlohmann-json3-dev
+  postgresql-15 postgresql-client-15 redis-server redis-tools sqlite3 jq curl procps
+)
+
+si_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# Installs whichever packages are missing (non-interactive); a no-op when all are there.
+si_install_deps() {
+  local missing=()
+  local p
+  for p in "${SI_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$p")
+    fi
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    return 0
+  fi
+  si_log "installing missing packages: ${missing[*]}"
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# si_build DIR BUILD_TYPE [extra cmake args...]: configures once, builds with every core.
+si_build() {
+  local dir="$1" type="$2"
+  shift 2
+  cmake -S "$SI_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE="$type" "$@" >/dev/null
+  cmake --build "$dir" -j"$(nproc)"
+}
+
+# A free TCP port on 127.0.0.1 (nothing accepts on it right now).
+si_free_port() {
+  local p i
+  for i in $(seq 1 200); do
+    p=$(( (RANDOM % 30000) + 20000 ))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# si_wait_for DESCRIPTION TIMEOUT_S COMMAND...: polls COMMAND every 50 ms until it succeeds
+# (waiting on an event with a bound; not a sleep standing in for synchronisation).
+si_wait_for() {
+  local what="$1" limit="$2"
+  shift 2
+  local deadline=$(( $(date +%s%N) + limit * 1000000000 ))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$(date +%s%N)" -ge "$deadline" ]; then
+      si_log "timed out after ${limit}s waiting for $what"
+      return 1
+    fi
+    sleep 0.05
+  done
+}

@@ -1,0 +1,47 @@
+#pragma once
+/// Database connections (SOCI, sqlite3 or postgresql) and versioned schema migrations.
+
+#include <memory>
+#include <string>
+#include <variant>
+
+namespace soci {
+class session;
+}
+
+namespace si::storage {
+
+/// Which SOCI backend a DATABASE_URL selects.
+enum class backend { sqlite, postgresql };
+
+/// A parsed DATABASE_URL.
+struct database_url {
+  backend kind = backend::sqlite;
+  std::string connect_string;  ///< what soci::session::open takes (backend-specific)
+  std::string sqlite_path;     ///< file path for sqlite ("" for postgresql)
+  std::string redacted;        ///< the URL with any password replaced by "***", for logs
+};
+
+/// Parses `sqlite://relative/path.db`, `sqlite:///abs/path.db`, `sqlite::memory:`,
+/// `postgresql://user:pass@host:port/db?opts` (also `postgres://`). Error text says what is
+/// allowed.
+std::variant<database_url, std::string> parse_database_url(const std::string& url);
+
+/// Opens one session. SQLite: creates the parent directory, WAL journal mode,
+/// busy_timeout, foreign_keys=ON. Throws std::runtime_error with a clear message on failure.
+std::unique_ptr<soci::session> open_session(const database_url& url);
+
+/// Applies every migration newer than the stored version, each in its own transaction,
+/// recording it in `schema_migrations`. Idempotent. Returns the schema version afterwards.
+int migrate(soci::session& sql, backend kind);
+
+/// The highest applied migration version (0 on an empty database).
+int schema_version(soci::session& sql);
+
+/// The number of migrations this build knows (the version `migrate` brings a database to).
+int latest_schema_version();
+
+/// Cheap liveness probe ("SELECT 1"); false when the connection is unusable.
+bool ping(soci::session& sql) noexcept;
+
+}  // namespace si::storage

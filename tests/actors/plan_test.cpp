@@ -1,0 +1,62 @@
+// Unit tests of the shutdown plan table: validation, stop waves, critical path.
+
+#include "actors/shutdown_plan.hpp"
+#include "config/settings.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace si::actors;
+using namespace std::chrono_literals;
+
+TEST_CASE("a valid plan yields dependency-ordered waves", "[plan]") {
+  shutdown_plan plan{
+    {"http_gateway", {"cache", "db", "ws_hub"}, 30s},
+    {"ingestor", {"db", "cache", "broadcaster"}, 10s},
+    {"broadcaster", {"ws_hub"}, 1s},
+    {"ws_hub", {}, 5s},
+    {"cache", {"db"}, 5s},
+    {"db", {}, 5s},
+  };
+  REQUIRE_FALSE(validate_plan(plan).has_value());
+  auto waves = stop_waves(plan);
+  REQUIRE(waves.size() == 3);
+  CHECK(waves[0] == std::vector<std::string>{"http_gateway", "ingestor"});
+  CHECK(waves[1] == std::vector<std::string>{"broadcaster", "cache"});
+  CHECK(waves[2] == std::vector<std::string>{"ws_hub", "db"});
+  auto start = start_order(plan);
+  CHECK(start.front() == "ws_hub");
+  CHECK(start.back() == "ingestor");
+  // gateway 30 s → cache 5 s → db 5 s is the longest chain.
+  CHECK(critical_path(plan) == 40s);
+}
+
+TEST_CASE("plan validation rejects what cannot be stopped in order", "[plan]") {
+  CHECK(validate_plan({}).value() == "shutdown plan is empty");
+  CHECK(validate_plan({{"", {}, 1s}}).value().find("empty actor name") != std::string::npos);
+  CHECK(validate_plan({{"a", {}, 1s}, {"a", {}, 1s}}).value().find("'a' twice") !=
+        std::string::npos);
+  CHECK(validate_plan({{"a", {"ghost"}, 1s}}).value().find("unknown actor 'ghost'") !=
+        std::string::npos);
+  CHECK(validate_plan({{"a", {"a"}, 1s}}).value().find("depends on itself") !=
+        std::string::npos);
+  CHECK(validate_plan({{"a", {}, 0ms}}).value().find("no positive deadline") !=
+        std::string::npos);
+  auto cycle = validate_plan({{"a", {"b"}, 1s}, {"b", {"c"}, 1s}, {"c", {"a"}, 1s}});
+  REQUIRE(cycle.has_value());
+  CHECK(cycle->find("cycle: a -> b -> c -> a") != std::string::npos);
+}
+
+TEST_CASE("the default plan is valid and uses the configured deadlines", "[plan]") {
+  si::config::settings s;
+  s.shutdown_db_timeout = 7s;
+  s.shutdown_cache_timeout = 3s;
+  auto plan = default_plan(s);
+  REQUIRE_FALSE(validate_plan(plan).has_value());
+  for (const auto& e : plan) {
+    if (e.actor == "db") {
+      CHECK(e.deadline == 7s);
+    }
+  }
+  CHECK(stop_waves(plan).back() == std::vector<std::string>{"db"});
+  CHECK(critical_path(plan) == 10s);
+}
