@@ -101,8 +101,7 @@ int main(int argc, char** argv) {
 
   // -- configuration: env wins over .env; any invalid value stops start-up with code 2.
   auto env = config::read_process_env();
-  auto dotenv_path = env.count("DOTENV_PATH") ? env["DOTENV_PATH"] : std::string{".env"};
-  auto dotenv = config::read_dotenv(dotenv_path);
+  auto dotenv = config::read_dotenv(config::dotenv_path(env));
   if (auto* err = std::get_if<config::config_error>(&dotenv)) {
     return config_failure(err->to_string());
   }
@@ -140,6 +139,10 @@ int main(int argc, char** argv) {
 
   config::init_logging(s);
   auto log = config::logger("main");
+  for (const auto& name : config::unknown_names(std::get<config::env_map>(dotenv))) {
+    log->warn("{} in {} is not a setting of this server (typo?)", name,
+              config::dotenv_path(env));
+  }
   auto t_start = steady::now();
 
   // -- schema first: no actor starts against a database that is not migrated.

@@ -1,0 +1,847 @@
+#include "config/settings.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <string_view>
+#include <system_error>
+
+#include <nlohmann/json.hpp>
+
+#ifndef SI_VERSION
+#define SI_VERSION "unknown"
+#endif
+
+namespace si::config {
+
+namespace {
+
+using json = nlohmann::ordered_json;
+
+/// Upper bound of every duration setting: one day.
+constexpr std::int64_t max_duration_ms = 86'400'000;
+constexpr std::int64_t max_duration_s = max_duration_ms / 1000;
+
+constexpr const char* dotenv_variable = "DOTENV_PATH";
+
+// -- small text helpers -------------------------------------------------------------------
+
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && is_space(s.front())) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && is_space(s.back())) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+std::string lowercase(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+bool all_digits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) {
+           return std::isdigit(c) != 0;
+         });
+}
+
+/// Parses a plain decimal integer: digits only (no sign, no spaces, no trailing junk).
+std::optional<std::uint64_t> parse_uint(std::string_view s) {
+  if (!all_digits(s)) {
+    return std::nullopt;
+  }
+  std::uint64_t value = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+  if (ec != std::errc{} || end != s.data() + s.size()) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+/// Parses "30", "0.5" or "1.25" seconds into milliseconds, rounded to the nearest
+/// millisecond; nullopt when malformed or above one day.
+std::optional<std::int64_t> parse_seconds(std::string_view s) {
+  auto dot = s.find('.');
+  auto whole_text = s.substr(0, dot);
+  auto whole = parse_uint(whole_text);
+  if (!whole || *whole > static_cast<std::uint64_t>(max_duration_s)) {
+    return std::nullopt;
+  }
+  auto ms = static_cast<std::int64_t>(*whole) * 1000;
+  if (dot != std::string_view::npos) {
+    auto frac = s.substr(dot + 1);
+    if (!all_digits(frac)) {
+      return std::nullopt;
+    }
+    std::int64_t scale = 100;
+    for (std::size_t i = 0; i < frac.size() && i < 3; ++i) {
+      ms += (frac[i] - '0') * scale;
+      scale /= 10;
+    }
+    if (frac.size() > 3 && frac[3] >= '5') {
+      ms += 1;
+    }
+  }
+  if (ms > max_duration_ms) {
+    return std::nullopt;
+  }
+  return ms;
+}
+
+/// Renders milliseconds as seconds for describe(): 30 or 0.5.
+json seconds_json(milliseconds ms) {
+  if (ms.count() % 1000 == 0) {
+    return ms.count() / 1000;
+  }
+  return static_cast<double>(ms.count()) / 1000.0;
+}
+
+/// Quotes a bad value for an error message: control characters escaped, long values cut.
+std::string quote(std::string_view value) {
+  constexpr std::size_t max_shown = 80;
+  std::string out = "'";
+  for (std::size_t i = 0; i < value.size() && i < max_shown; ++i) {
+    auto c = static_cast<unsigned char>(value[i]);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (value.size() > max_shown) {
+    out += "...";
+  }
+  out += "'";
+  return out;
+}
+
+/// Replaces the password of a `scheme://user:password@host/...` URL (and a libpq
+/// `password=` query parameter) with "***". With `whole_userinfo`, a user-info without ':'
+/// is redacted too (Redis clients read `redis://secret@host` as a password).
+std::string redact_url(std::string_view url, bool whole_userinfo) {
+  std::string out(url);
+  auto scheme_end = out.find("://");
+  if (scheme_end != std::string::npos) {
+    auto start = scheme_end + 3;
+    auto at = out.rfind('@');
+    if (at != std::string::npos && at >= start) {
+      auto colon = out.find(':', start);
+      if (colon != std::string::npos && colon < at) {
+        out.replace(colon + 1, at - colon - 1, "***");
+      } else if (whole_userinfo && at > start) {
+        out.replace(start, at - start, "***");
+      }
+    }
+  }
+  auto query = out.find('?');
+  if (query != std::string::npos) {
+    static constexpr std::string_view key = "password=";
+    auto pos = query + 1;
+    while (pos < out.size()) {
+      auto end = out.find('&', pos);
+      if (end == std::string::npos) {
+        end = out.size();
+      }
+      if (std::string_view(out).substr(pos, key.size()) == key) {
+        out.replace(pos + key.size(), end - pos - key.size(), "***");
+        end = pos + key.size() + 3;
+      }
+      pos = end + 1;
+    }
+  }
+  return out;
+}
+
+/// True for `http://host...` / `https://host...` with a non-empty host and no spaces.
+bool valid_http_url(std::string_view url) {
+  std::string_view rest;
+  if (starts_with(url, "http://")) {
+    rest = url.substr(7);
+  } else if (starts_with(url, "https://")) {
+    rest = url.substr(8);
+  } else {
+    return false;
+  }
+  if (std::any_of(url.begin(), url.end(), [](char c) { return is_space(c); })) {
+    return false;
+  }
+  auto authority = rest.substr(0, rest.find_first_of("/?#"));
+  auto at = authority.rfind('@');
+  if (at != std::string_view::npos) {
+    authority.remove_prefix(at + 1);
+  }
+  std::string_view host = authority;
+  if (starts_with(host, "[")) {
+    auto close = host.find(']');
+    if (close == std::string_view::npos || close == 1) {
+      return false;
+    }
+    host = host.substr(1, close - 1);
+    authority.remove_prefix(close + 1);
+  } else {
+    host = host.substr(0, host.find(':'));
+    authority.remove_prefix(host.size());
+  }
+  if (host.empty()) {
+    return false;
+  }
+  if (!authority.empty()) {
+    // What is left is ":port".
+    if (authority.front() != ':') {
+      return false;
+    }
+    auto port = parse_uint(authority.substr(1));
+    if (!port || *port < 1 || *port > 65535) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// -- the settings table --------------------------------------------------------------------
+
+/// Stores a textual value into settings; false when the value is not allowed.
+using parse_fn = std::function<bool(settings&, std::string_view)>;
+/// Renders the effective value for describe() (secrets redacted).
+using render_fn = std::function<json(const settings&)>;
+
+/// How one kind of value is validated, stored and shown.
+struct value_kind {
+  std::string allowed;
+  parse_fn parse;
+  render_fn render;
+};
+
+/// One row of the table that drives load(), documentation and describe().
+struct setting_def {
+  std::string name;
+  std::string default_text;
+  std::string description;
+  value_kind kind;
+};
+
+template <class T>
+value_kind integer(T settings::*member, std::uint64_t lo, std::uint64_t hi,
+                   std::string note = {}) {
+  auto allowed = "an integer from " + std::to_string(lo) + " to " + std::to_string(hi) + note;
+  return {allowed,
+          [member, lo, hi](settings& s, std::string_view text) {
+            auto v = parse_uint(text);
+            if (!v || *v < lo || *v > hi) {
+              return false;
+            }
+            s.*member = static_cast<T>(*v);
+            return true;
+          },
+          [member](const settings& s) { return json(s.*member); }};
+}
+
+value_kind seconds(milliseconds settings::*member, bool positive) {
+  auto allowed = std::string("a number of seconds ") + (positive ? "> 0" : ">= 0") +
+                 " (fractions allowed, e.g. 0.5), at most " + std::to_string(max_duration_s);
+  return {allowed,
+          [member, positive](settings& s, std::string_view text) {
+            auto ms = parse_seconds(text);
+            if (!ms || (positive && *ms == 0)) {
+              return false;
+            }
+            s.*member = milliseconds{*ms};
+            return true;
+          },
+          [member](const settings& s) { return seconds_json(s.*member); }};
+}
+
+value_kind millis(milliseconds settings::*member, std::int64_t lo, std::int64_t hi) {
+  auto allowed = "an integer number of milliseconds from " + std::to_string(lo) + " to " +
+                 std::to_string(hi);
+  return {allowed,
+          [member, lo, hi](settings& s, std::string_view text) {
+            auto v = parse_uint(text);
+            if (!v || *v < static_cast<std::uint64_t>(lo) ||
+                *v > static_cast<std::uint64_t>(hi)) {
+              return false;
+            }
+            s.*member = milliseconds{static_cast<std::int64_t>(*v)};
+            return true;
+          },
+          [member](const settings& s) { return json((s.*member).count()); }};
+}
+
+/// An optional text: empty means unset.
+value_kind optional_text(std::optional<std::string> settings::*member, std::string allowed,
+                         std::function<bool(std::string_view)> valid, render_fn render) {
+  return {std::move(allowed),
+          [member, valid](settings& s, std::string_view text) {
+            if (text.empty()) {
+              s.*member = std::nullopt;
+              return true;
+            }
+            if (valid && !valid(text)) {
+              return false;
+            }
+            s.*member = std::string(text);
+            return true;
+          },
+          std::move(render)};
+}
+
+const std::vector<std::string_view>& log_levels() {
+  static const std::vector<std::string_view> levels{"trace", "debug",    "info", "warn",
+                                                    "error", "critical", "off"};
+  return levels;
+}
+
+value_kind log_level_kind() {
+  return {"one of trace, debug, info, warn, error, critical, off (case-insensitive)",
+          [](settings& s, std::string_view text) {
+            auto level = lowercase(text);
+            const auto& all = log_levels();
+            if (std::find(all.begin(), all.end(), level) == all.end()) {
+              return false;
+            }
+            s.log_level = level;
+            return true;
+          },
+          [](const settings& s) { return json(s.log_level); }};
+}
+
+value_kind log_format_kind() {
+  return {"text or json (case-insensitive)",
+          [](settings& s, std::string_view text) {
+            auto fmt = lowercase(text);
+            if (fmt == "text") {
+              s.log_fmt = log_format::text;
+            } else if (fmt == "json") {
+              s.log_fmt = log_format::json;
+            } else {
+              return false;
+            }
+            return true;
+          },
+          [](const settings& s) {
+            return json(s.log_fmt == log_format::json ? "json" : "text");
+          }};
+}
+
+value_kind host_kind() {
+  return {"a non-empty host name or IP address without spaces",
+          [](settings& s, std::string_view text) {
+            if (text.empty() ||
+                std::any_of(text.begin(), text.end(), [](char c) { return is_space(c); })) {
+              return false;
+            }
+            s.host = std::string(text);
+            return true;
+          },
+          [](const settings& s) { return json(s.host); }};
+}
+
+value_kind database_url_kind() {
+  return {"a URL starting with sqlite:// (then a file path), sqlite::memory:, postgresql:// "
+          "or postgres://",
+          [](settings& s, std::string_view text) {
+            bool ok = (starts_with(text, "sqlite://") && text.size() > 9) ||
+                      starts_with(text, "sqlite::memory:") ||
+                      starts_with(text, "postgresql://") || starts_with(text, "postgres://");
+            if (!ok) {
+              return false;
+            }
+            s.database_url = std::string(text);
+            return true;
+          },
+          [](const settings& s) { return json(redact_url(s.database_url, false)); }};
+}
+
+value_kind horizon_url_kind() {
+  return {"an http:// or https:// URL with a host",
+          [](settings& s, std::string_view text) {
+            if (!valid_http_url(text)) {
+              return false;
+            }
+            s.horizon_url = std::string(text);
+            return true;
+          },
+          [](const settings& s) { return json(redact_url(s.horizon_url, false)); }};
+}
+
+json optional_json(const std::optional<std::string>& v) {
+  return v ? json(*v) : json(nullptr);
+}
+
+std::vector<setting_def> make_table() {
+  using s = settings;
+  std::vector<setting_def> t;
+  auto add = [&t](std::string name, std::string def, std::string description, value_kind k) {
+    t.push_back({std::move(name), std::move(def), std::move(description), std::move(k)});
+  };
+  // -- network
+  add("HOST", "0.0.0.0", "Address the HTTP and WebSocket server listens on.", host_kind());
+  add("PORT", "8080", "TCP port of the HTTP and WebSocket server.", integer(&s::port, 1, 65535));
+  add("HTTP_THREADS", "0", "Threads running the HTTP/WebSocket I/O loop.",
+      integer(&s::http_threads, 0, 256, " (0 = number of CPU cores)"));
+  add("ACTOR_THREADS", "0", "Worker threads of the actor scheduler.",
+      integer(&s::actor_threads, 0, 256, " (0 = number of CPU cores)"));
+  // -- dependencies
+  add("DATABASE_URL", "sqlite://data/stellar-insights.db",
+      "Database to use: an SQLite file, an in-memory SQLite database or PostgreSQL. "
+      "A password in it is never printed.",
+      database_url_kind());
+  add("REDIS_URL", "",
+      "Redis server of the shared cache; unset or empty = in-process cache. "
+      "A password in it is never printed.",
+      optional_text(
+          &s::redis_url, "empty, or a URL starting with redis:// (then a host)",
+          [](std::string_view v) { return starts_with(v, "redis://") && v.size() > 8; },
+          [](const settings& st) {
+            return st.redis_url ? json(redact_url(*st.redis_url, true)) : json(nullptr);
+          }));
+  add("HORIZON_URL", "https://horizon.stellar.org",
+      "Base URL of the Stellar Horizon server data is ingested from.", horizon_url_kind());
+  add("ADMIN_API_TOKEN", "",
+      "Bearer token that write endpoints require; unset or empty = writes answer 403 "
+      "WRITES_DISABLED. Never printed.",
+      optional_text(&s::admin_api_token, "any text; empty = unset", nullptr,
+                    [](const settings& st) {
+                      return st.admin_api_token ? json("***") : json(nullptr);
+                    }));
+  // -- logging
+  add("LOG_LEVEL", "info", "Lowest level of log lines written to stderr.", log_level_kind());
+  add("LOG_FORMAT", "text",
+      "Log line format: text = one readable line, json = one JSON object per line "
+      "(ts, level, logger, msg).",
+      log_format_kind());
+  // -- shutdown
+  add("SHUTDOWN_GRACEFUL_TIMEOUT", "30",
+      "Seconds the HTTP server has to finish in-flight requests once shutdown starts; what is "
+      "left is then cut.",
+      seconds(&s::shutdown_graceful_timeout, false));
+  add("SHUTDOWN_BACKGROUND_TIMEOUT", "10",
+      "Seconds each background actor (ingestion, sync, webhooks, broadcasting) has to drain.",
+      seconds(&s::shutdown_background_timeout, false));
+  add("SHUTDOWN_DB_TIMEOUT", "5",
+      "Seconds the database actor has to finish its work and close its connections.",
+      seconds(&s::shutdown_db_timeout, false));
+  add("SHUTDOWN_CACHE_TIMEOUT", "5",
+      "Seconds the cache actor has to finish its work and close its connection.",
+      seconds(&s::shutdown_cache_timeout, false));
+  add("SHUTDOWN_WS_GRACE_MS", "500",
+      "Milliseconds between the server_shutdown message and the close frame 1001 sent to "
+      "WebSocket clients.",
+      millis(&s::shutdown_ws_grace, 0, max_duration_ms));
+  add("SHUTDOWN_WS_TIMEOUT", "5",
+      "Seconds the WebSocket hub has to close every connection.",
+      seconds(&s::shutdown_ws_timeout, false));
+  add("SHUTDOWN_DRAIN_DELAY", "0",
+      "Seconds to keep serving reads while /health/ready answers 503, before the listener "
+      "closes (lets load balancers notice).",
+      seconds(&s::shutdown_drain_delay, false));
+  add("SHUTDOWN_HARD_TIMEOUT", "60",
+      "Overall deadline in seconds of the whole shutdown; past it the process exits anyway. "
+      "Must be greater than SHUTDOWN_GRACEFUL_TIMEOUT.",
+      seconds(&s::shutdown_hard_timeout, true));
+  add("SHUTDOWN_REPORT_PATH", "",
+      "File the JSON shutdown report is written to; unset or empty = no file.",
+      optional_text(&s::shutdown_report_path, "a file path; empty = unset", nullptr,
+                    [](const settings& st) { return optional_json(st.shutdown_report_path); }));
+  // -- supervision
+  add("SUPERVISOR_MAX_RESTARTS", "5",
+      "Restarts allowed per child within SUPERVISOR_RESTART_WINDOW; one more starts an orderly "
+      "shutdown with a non-zero exit.",
+      integer(&s::supervisor_max_restarts, 0, 1000));
+  add("SUPERVISOR_RESTART_WINDOW", "60", "Seconds of the window restarts are counted in.",
+      seconds(&s::supervisor_restart_window, false));
+  add("SUPERVISOR_BACKOFF_MIN_MS", "100",
+      "Delay in milliseconds before the first restart of a child; it doubles with each "
+      "restart. Must not exceed SUPERVISOR_BACKOFF_MAX_MS.",
+      millis(&s::supervisor_backoff_min, 0, max_duration_ms));
+  add("SUPERVISOR_BACKOFF_MAX_MS", "5000", "Upper bound in milliseconds of the restart delay.",
+      millis(&s::supervisor_backoff_max, 0, max_duration_ms));
+  // -- database
+  add("DB_POOL_SIZE", "4", "Database connections, each used by one blocking worker.",
+      integer(&s::db_pool_size, 1, 64));
+  add("DB_QUERY_TIMEOUT", "10", "Seconds a database query may take before it fails.",
+      seconds(&s::db_query_timeout, false));
+  add("DB_QUEUE_LIMIT", "10000",
+      "Queries waiting for a pool worker beyond which new ones are refused (overloaded).",
+      integer(&s::db_queue_limit, 1, 1'000'000));
+  // -- cache
+  add("CACHE_MAX_ENTRIES", "10000", "Maximum number of entries in the in-process cache.",
+      integer(&s::cache_max_entries, 1, 100'000'000));
+  add("CACHE_DEFAULT_TTL", "60",
+      "Seconds a cached response lives unless its endpoint sets another lifetime.",
+      seconds(&s::cache_default_ttl, false));
+  add("CACHE_OP_TIMEOUT_MS", "250",
+      "Milliseconds a cache operation may take; a slower one counts as a miss.",
+      millis(&s::cache_op_timeout, 1, 60'000));
+  add("REDIS_RECONNECT_MIN_MS", "100",
+      "Delay in milliseconds before the first attempt to reconnect to Redis; it grows up to "
+      "REDIS_RECONNECT_MAX_MS.",
+      millis(&s::redis_reconnect_min, 0, max_duration_ms));
+  add("REDIS_RECONNECT_MAX_MS", "5000",
+      "Upper bound in milliseconds of the Redis reconnect delay.",
+      millis(&s::redis_reconnect_max, 0, max_duration_ms));
+  return t;
+}
+
+const std::vector<setting_def>& table() {
+  static const std::vector<setting_def> t = make_table();
+  return t;
+}
+
+bool known_name(std::string_view name) {
+  const auto& t = table();
+  return name == dotenv_variable ||
+         std::any_of(t.begin(), t.end(), [name](const auto& d) { return d.name == name; });
+}
+
+config_error bad_value(const setting_def& def, std::string_view value) {
+  auto shown = def.name == "DATABASE_URL" || def.name == "REDIS_URL" || def.name == "HORIZON_URL"
+                   ? redact_url(value, def.name == "REDIS_URL")
+                   : std::string(value);
+  return {def.name, "must be " + def.kind.allowed + ", got " + quote(shown)};
+}
+
+// -- .env parsing ---------------------------------------------------------------------------
+
+bool valid_key(std::string_view key) {
+  if (key.empty() || std::isdigit(static_cast<unsigned char>(key.front())) != 0) {
+    return false;
+  }
+  return std::all_of(key.begin(), key.end(), [](unsigned char c) {
+    return std::isalnum(c) != 0 || c == '_';
+  });
+}
+
+/// True when `rest` (what follows a closing quote) is only spaces or a `#` comment.
+bool only_comment(std::string_view rest) {
+  rest = trim(rest);
+  return rest.empty() || rest.front() == '#';
+}
+
+/// The value of a `.env` line, or why it could not be read.
+struct dotenv_value {
+  std::string value;
+  std::string error;  ///< empty on success
+};
+
+/// The character a double-quoted `\x` escape stands for; 0 when `x` is not an escape.
+char unescape(char x) {
+  if (x == 'n') {
+    return '\n';
+  }
+  if (x == 'r') {
+    return '\r';
+  }
+  if (x == 't') {
+    return '\t';
+  }
+  if (x == '"' || x == '\\') {
+    return x;
+  }
+  return 0;
+}
+
+/// Parses the value part of a `.env` line (everything after the first '=').
+dotenv_value parse_dotenv_value(std::string_view raw) {
+  auto v = trim(raw);
+  if (!v.empty() && v.front() == '\'') {
+    auto close = v.find('\'', 1);
+    if (close == std::string_view::npos) {
+      return {{}, "unterminated single quote"};
+    }
+    if (!only_comment(v.substr(close + 1))) {
+      return {{}, "unexpected text after the closing quote"};
+    }
+    return {std::string(v.substr(1, close - 1)), {}};
+  }
+  if (!v.empty() && v.front() == '"') {
+    std::string out;
+    for (std::size_t i = 1; i < v.size(); ++i) {
+      char c = v[i];
+      if (c == '"') {
+        if (!only_comment(v.substr(i + 1))) {
+          return {{}, "unexpected text after the closing quote"};
+        }
+        return {std::move(out), {}};
+      }
+      if (c == '\\' && i + 1 < v.size()) {
+        if (char e = unescape(v[i + 1]); e != 0) {
+          out += e;
+          ++i;
+          continue;
+        }
+      }
+      out += c;
+    }
+    return {{}, "unterminated double quote"};
+  }
+  // Unquoted: a '#' preceded by whitespace starts a comment.
+  for (std::size_t i = 1; i < raw.size(); ++i) {
+    if (raw[i] == '#' && is_space(raw[i - 1])) {
+      raw = raw.substr(0, i);
+      break;
+    }
+  }
+  return {std::string(trim(raw)), {}};
+}
+
+// -- help text ------------------------------------------------------------------------------
+
+/// Appends `text` word-wrapped to `width` columns, each line starting with `indent`.
+void wrap(std::string& out, std::string_view text, std::size_t indent, std::size_t width) {
+  std::string line(indent, ' ');
+  bool empty = true;
+  std::istringstream words{std::string(text)};
+  std::string word;
+  while (words >> word) {
+    if (!empty && line.size() + 1 + word.size() > width) {
+      out += line + "\n";
+      line.assign(indent, ' ');
+      empty = true;
+    }
+    if (!empty) {
+      line += ' ';
+    }
+    line += word;
+    empty = false;
+  }
+  if (!empty) {
+    out += line + "\n";
+  }
+}
+
+std::string markdown_cell(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '|') {
+      out += "\\|";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+// -- public API -----------------------------------------------------------------------------
+
+std::string config_error::to_string() const {
+  return variable + ": " + message;
+}
+
+env_map read_process_env() {
+  env_map out;
+  auto take = [&out](const std::string& name) {
+    if (const char* v = std::getenv(name.c_str()); v != nullptr) {
+      out[name] = v;
+    }
+  };
+  for (const auto& def : table()) {
+    take(def.name);
+  }
+  take(dotenv_variable);
+  return out;
+}
+
+std::string dotenv_path(const env_map& env) {
+  auto i = env.find(dotenv_variable);
+  if (i == env.end() || i->second.empty()) {
+    return ".env";
+  }
+  return i->second;
+}
+
+std::vector<std::string> unknown_names(const env_map& vars) {
+  std::vector<std::string> out;
+  for (const auto& [name, value] : vars) {
+    if (!known_name(name)) {
+      out.push_back(name);
+    }
+  }
+  return out;
+}
+
+std::variant<env_map, config_error> read_dotenv(const std::string& path) {
+  std::error_code ec;
+  auto status = std::filesystem::status(path, ec);
+  if (status.type() == std::filesystem::file_type::not_found) {
+    return env_map{};
+  }
+  if (ec || std::filesystem::is_directory(status)) {
+    return config_error{dotenv_variable,
+                        "cannot read '" + path + "': " +
+                            (ec ? ec.message() : std::string("is a directory"))};
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return config_error{dotenv_variable,
+                        "cannot read '" + path + "': " + std::strerror(errno)};
+  }
+  env_map out;
+  std::string line;
+  std::size_t number = 0;
+  auto fail = [&path, &number](const std::string& what) {
+    return config_error{dotenv_variable, path + ":" + std::to_string(number) + ": " + what};
+  };
+  while (std::getline(in, line)) {
+    ++number;
+    std::string_view text = line;
+    if (number == 1 && starts_with(text, "\xEF\xBB\xBF")) {
+      text.remove_prefix(3);  // UTF-8 byte order mark
+    }
+    text = trim(text);
+    if (text.empty() || text.front() == '#') {
+      continue;
+    }
+    if (starts_with(text, "export") && text.size() > 6 && is_space(text[6])) {
+      text = trim(text.substr(6));
+    }
+    auto eq = text.find('=');
+    if (eq == std::string_view::npos) {
+      return fail("expected KEY=value");
+    }
+    auto key = trim(text.substr(0, eq));
+    if (!valid_key(key)) {
+      return fail("invalid variable name " + quote(key) +
+                  " (letters, digits and '_', not starting with a digit)");
+    }
+    auto value = parse_dotenv_value(text.substr(eq + 1));
+    if (!value.error.empty()) {
+      return fail(value.error + " in the value of " + std::string(key));
+    }
+    out[std::string(key)] = std::move(value.value);
+  }
+  if (in.bad()) {
+    return config_error{dotenv_variable, "cannot read '" + path + "'"};
+  }
+  return out;
+}
+
+std::variant<settings, config_error> load(const env_map& env, const env_map& dotenv) {
+  settings s;
+  env_map effective;  // the text each setting was read from, for cross-field messages
+  for (const auto& def : table()) {
+    std::string text = def.default_text;
+    if (auto i = env.find(def.name); i != env.end()) {
+      text = i->second;
+    } else if (auto j = dotenv.find(def.name); j != dotenv.end()) {
+      text = j->second;
+    }
+    if (!def.kind.parse(s, text)) {
+      return bad_value(def, text);
+    }
+    effective[def.name] = text;
+  }
+  // Cross-field rules; each error names the setting to change.
+  if (s.shutdown_hard_timeout <= s.shutdown_graceful_timeout) {
+    return config_error{"SHUTDOWN_HARD_TIMEOUT",
+                        "must be greater than SHUTDOWN_GRACEFUL_TIMEOUT (" +
+                            effective["SHUTDOWN_GRACEFUL_TIMEOUT"] + " s), got " +
+                            quote(effective["SHUTDOWN_HARD_TIMEOUT"])};
+  }
+  if (s.supervisor_backoff_min > s.supervisor_backoff_max) {
+    return config_error{"SUPERVISOR_BACKOFF_MIN_MS",
+                        "must be <= SUPERVISOR_BACKOFF_MAX_MS (" +
+                            effective["SUPERVISOR_BACKOFF_MAX_MS"] + " ms), got " +
+                            quote(effective["SUPERVISOR_BACKOFF_MIN_MS"])};
+  }
+  if (s.redis_reconnect_min > s.redis_reconnect_max) {
+    return config_error{"REDIS_RECONNECT_MIN_MS",
+                        "must be <= REDIS_RECONNECT_MAX_MS (" +
+                            effective["REDIS_RECONNECT_MAX_MS"] + " ms), got " +
+                            quote(effective["REDIS_RECONNECT_MIN_MS"])};
+  }
+  return s;
+}
+
+const std::vector<setting_doc>& documented_settings() {
+  static const std::vector<setting_doc> docs = [] {
+    std::vector<setting_doc> out;
+    for (const auto& def : table()) {
+      out.push_back({def.name, def.default_text, def.description, def.kind.allowed});
+    }
+    return out;
+  }();
+  return docs;
+}
+
+std::string help_text(const std::string& program) {
+  constexpr std::size_t width = 80;
+  std::string out;
+  out += "Usage: " + program + " [--help | --version | --check-config]\n\n";
+  out += "stellar-insights " SI_VERSION " - Stellar network analytics server.\n\n";
+  out += "Options:\n";
+  out += "  --help          Print this help and exit.\n";
+  out += "  --version       Print the version and exit.\n";
+  out += "  --check-config  Validate the configuration, print the effective settings as\n"
+         "                  JSON (secrets shown as \"***\") and exit: 0 if valid, 2 if not.\n\n";
+  out += "Configuration:\n";
+  wrap(out,
+       "Settings are read from the environment and from a .env file (KEY=value lines; its "
+       "path is DOTENV_PATH, default .env; a missing file is ignored). The environment wins "
+       "over the file. An invalid value stops start-up with a message naming the variable "
+       "(exit code 2). Durations in seconds accept fractions (0.5); *_MS settings are whole "
+       "milliseconds.",
+       2, width);
+  out += "\nSettings:\n";
+  for (const auto& def : table()) {
+    out += "  " + def.name + " (default: " +
+           (def.default_text.empty() ? std::string("unset") : def.default_text) + ")\n";
+    wrap(out, def.description, 6, width);
+    wrap(out, "Allowed: " + def.kind.allowed + ".", 6, width);
+  }
+  return out;
+}
+
+std::string settings_markdown_table() {
+  std::string out = "| Setting | Default | Meaning | Allowed values |\n";
+  out += "|---|---|---|---|\n";
+  for (const auto& def : table()) {
+    auto def_text = def.default_text.empty() ? std::string("unset")
+                                             : "`" + markdown_cell(def.default_text) + "`";
+    out += "| `" + def.name + "` | " + def_text + " | " + markdown_cell(def.description) +
+           " | " + markdown_cell(def.kind.allowed) + " |\n";
+  }
+  return out;
+}
+
+std::string describe(const settings& s) {
+  json out = json::object();
+  for (const auto& def : table()) {
+    out[def.name] = def.kind.render(s);
+  }
+  return out.dump(2);
+}
+
+}  // namespace si::config
