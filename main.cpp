@@ -12,9 +12,11 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
 #include <soci/soci.h>
+#include <spdlog/spdlog.h>
 
 #include <poll.h>
 #include <signal.h>
@@ -220,6 +222,18 @@ int main(int argc, char** argv) {
     return actors::exit_code::startup_failure;
   }
   auto supervisor = std::get<actors::root_supervisor_actor>(spawned);
+  {
+    // "ready" only once every child is spawned: the supervisor answers after its init.
+    caf::scoped_actor self{sys};
+    bool up = false;
+    self->request(supervisor, std::chrono::seconds{10}, status_atom_v)
+      .receive([&](std::string&) { up = true; },
+               [&](caf::error& err) { log->critical("supervisor did not start: {}",
+                                                    to_string(err)); });
+    if (!up) {
+      return actors::exit_code::startup_failure;
+    }
+  }
   log->info("ready: stellar-insights {} started in {} ms (pid {})", SI_VERSION,
             std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - t_start)
               .count(),
@@ -250,10 +264,10 @@ int main(int argc, char** argv) {
       if (received == 1) {
         log->info("{} received: starting the shutdown cascade", name);
         watchdog.arm(s.shutdown_hard_timeout);
-        caf::anon_send(supervisor, actors::shutdown_atom_v, std::string{"signal "} + name);
+        caf::anon_send(supervisor, shutdown_atom_v, std::string{"signal "} + name);
       } else {
         log->warn("{} received again: forcing what is left", name);
-        caf::anon_send(supervisor, actors::force_atom_v);
+        caf::anon_send(supervisor, force_atom_v);
       }
     }
   }
