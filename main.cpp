@@ -45,13 +45,13 @@ int config_failure(const std::string& text) {
 
 /// Kills the process if shutdown outlives SHUTDOWN_HARD_TIMEOUT, whatever is stuck.
 class hard_deadline_watchdog {
-public:
+ public:
   void arm(std::chrono::milliseconds limit) {
     thread_ = std::thread([this, limit] {
       std::unique_lock<std::mutex> guard{mtx_};
       if (!cv_.wait_for(guard, limit, [this] { return disarmed_; })) {
-        config::logger("main")->critical(
-          "hard shutdown deadline of {} ms exceeded; exiting now", limit.count());
+        config::logger("main")->critical("hard shutdown deadline of {} ms exceeded; exiting now",
+                                         limit.count());
         spdlog::shutdown();
         std::_Exit(actors::exit_code::hard_deadline);
       }
@@ -68,7 +68,7 @@ public:
     }
   }
 
-private:
+ private:
   std::mutex mtx_;
   std::condition_variable cv_;
   bool disarmed_ = false;
@@ -142,8 +142,7 @@ int main(int argc, char** argv) {
   config::init_logging(s);
   auto log = config::logger("main");
   for (const auto& name : config::unknown_names(std::get<config::env_map>(dotenv))) {
-    log->warn("{} in {} is not a setting of this server (typo?)", name,
-              config::dotenv_path(env));
+    log->warn("{} in {} is not a setting of this server (typo?)", name, config::dotenv_path(env));
   }
   auto t_start = steady::now();
 
@@ -160,8 +159,8 @@ int main(int argc, char** argv) {
   // Declared before the actor system: it must still guard the system's destructor.
   hard_deadline_watchdog watchdog;
   caf::actor_system_config cfg;
-  unsigned threads = s.actor_threads != 0 ? s.actor_threads
-                                          : std::max(2u, std::thread::hardware_concurrency());
+  unsigned threads =
+      s.actor_threads != 0 ? s.actor_threads : std::max(2u, std::thread::hardware_concurrency());
   cfg.set("scheduler.max-threads", static_cast<size_t>(threads));
   caf::actor_system sys{cfg};
   // The system's destructor would wait for every actor without a bound (design.md §6).
@@ -227,16 +226,16 @@ int main(int argc, char** argv) {
     caf::scoped_actor self{sys};
     bool up = false;
     self->request(supervisor, std::chrono::seconds{10}, status_atom_v)
-      .receive([&](std::string&) { up = true; },
-               [&](caf::error& err) { log->critical("supervisor did not start: {}",
-                                                    to_string(err)); });
+        .receive([&](std::string&) { up = true; },
+                 [&](caf::error& err) {
+                   log->critical("supervisor did not start: {}", to_string(err));
+                 });
     if (!up) {
       return actors::exit_code::startup_failure;
     }
   }
   log->info("ready: stellar-insights {} started in {} ms (pid {})", SI_VERSION,
-            std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - t_start)
-              .count(),
+            std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - t_start).count(),
             getpid());
 
   // -- wait: the first signal starts the cascade, the second forces it; the summary ends it.

@@ -14,24 +14,24 @@
 
 CAF_BEGIN_TYPE_ID_BLOCK(stellar_insights, caf::first_custom_type_id)
 
-  // -- lifecycle: supervisor <-> children, signals, summary
-  CAF_ADD_ATOM(stellar_insights, si, drain_atom, "drain")
-  CAF_ADD_ATOM(stellar_insights, si, shutdown_atom, "shutdown")
-  CAF_ADD_ATOM(stellar_insights, si, force_atom, "force")
-  CAF_ADD_ATOM(stellar_insights, si, restart_atom, "restart")
-  CAF_ADD_ATOM(stellar_insights, si, report_atom, "report")
-  CAF_ADD_ATOM(stellar_insights, si, finalize_atom, "finalize")
-  CAF_ADD_ATOM(stellar_insights, si, status_atom, "status")
-  CAF_ADD_ATOM(stellar_insights, si, lookup_atom, "lookup")
+// -- lifecycle: supervisor <-> children, signals, summary
+CAF_ADD_ATOM(stellar_insights, si, drain_atom, "drain")
+CAF_ADD_ATOM(stellar_insights, si, shutdown_atom, "shutdown")
+CAF_ADD_ATOM(stellar_insights, si, force_atom, "force")
+CAF_ADD_ATOM(stellar_insights, si, restart_atom, "restart")
+CAF_ADD_ATOM(stellar_insights, si, report_atom, "report")
+CAF_ADD_ATOM(stellar_insights, si, finalize_atom, "finalize")
+CAF_ADD_ATOM(stellar_insights, si, status_atom, "status")
+CAF_ADD_ATOM(stellar_insights, si, lookup_atom, "lookup")
 
-  // -- db
-  CAF_ADD_ATOM(stellar_insights, si, query_atom, "query")
-  CAF_ADD_ATOM(stellar_insights, si, done_atom, "done")
+// -- db
+CAF_ADD_ATOM(stellar_insights, si, query_atom, "query")
+CAF_ADD_ATOM(stellar_insights, si, done_atom, "done")
 
-  // -- cache
-  CAF_ADD_ATOM(stellar_insights, si, invalidate_atom, "invalidate")
-  CAF_ADD_ATOM(stellar_insights, si, stats_atom, "stats")
-  CAF_ADD_ATOM(stellar_insights, si, health_atom, "health")
+// -- cache
+CAF_ADD_ATOM(stellar_insights, si, invalidate_atom, "invalidate")
+CAF_ADD_ATOM(stellar_insights, si, stats_atom, "stats")
+CAF_ADD_ATOM(stellar_insights, si, health_atom, "health")
 
 CAF_END_TYPE_ID_BLOCK(stellar_insights)
 
@@ -45,24 +45,24 @@ using caf::put_atom_v;
 
 /// One actor's shutdown result, as collected by `shutdown_summary`.
 struct actor_report {
-  std::string actor;     ///< plan name, e.g. "db"
-  std::string outcome;   ///< "ok" | "timed_out" | "failed" | "forced"
-  int64_t started_ms = 0;   ///< when its drain began, ms after the shutdown began
-  int64_t duration_ms = 0;  ///< drain duration (to report, deadline or force)
+  std::string actor;          ///< plan name, e.g. "db"
+  std::string outcome;        ///< "ok" | "timed_out" | "failed" | "forced"
+  int64_t started_ms = 0;     ///< when its drain began, ms after the shutdown began
+  int64_t duration_ms = 0;    ///< drain duration (to report, deadline or force)
   std::string counts = "{}";  ///< JSON object of the actor's own counters
-  std::string detail;       ///< error text for failed/forced/timed_out, else ""
+  std::string detail;         ///< error text for failed/forced/timed_out, else ""
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, actor_report& x) {
-  return f(caf::meta::type_name("actor_report"), x.actor, x.outcome, x.started_ms,
-           x.duration_ms, x.counts, x.detail);
+  return f(caf::meta::type_name("actor_report"), x.actor, x.outcome, x.started_ms, x.duration_ms,
+           x.counts, x.detail);
 }
 
 /// Errors of stellar-insights' own actors (category atom "si").
 enum class errc : uint8_t {
-  closing = 1,     ///< the actor is draining and refuses new work
-  overloaded = 2,  ///< a bounded queue is full
+  closing = 1,       ///< the actor is draining and refuses new work
+  overloaded = 2,    ///< a bounded queue is full
   query_failed = 3,  ///< a database statement threw
   unavailable = 4,   ///< a dependency is down
 };

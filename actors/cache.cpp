@@ -25,7 +25,7 @@ std::string cache_stats_json(const char* backend, const storage::cache_stats& s)
                         {"evictions", s.evictions},
                         {"entries", s.entries},
                         {"hit_rate_percent", rate}}
-    .dump();
+      .dump();
 }
 
 namespace {
@@ -48,42 +48,42 @@ cache_actor::behavior_type cache_impl(cache_actor::stateful_pointer<cache_state>
     }
   });
   return {
-    [=](get_atom, const std::string& key) -> std::tuple<bool, std::string> {
-      auto& st = self->state;
-      if (st.closed) {
-        return {false, std::string{}};
-      }
-      auto v = st.backend->get(key);
-      return {v.has_value(), v ? std::move(*v) : std::string{}};
-    },
-    [=](put_atom, const std::string& key, const std::string& value, int64_t ttl_ms) {
-      auto& st = self->state;
-      if (!st.closed && ttl_ms > 0) {
-        st.backend->set(key, value, std::chrono::milliseconds{ttl_ms});
-      }
-      return true;
-    },
-    [=](invalidate_atom, const std::string& pattern) -> uint64_t {
-      auto& st = self->state;
-      return st.closed ? 0 : st.backend->invalidate(pattern);
-    },
-    [=](stats_atom) {
-      auto& st = self->state;
-      return cache_stats_json(st.backend->name(), st.backend->stats());
-    },
-    [=](health_atom) -> std::string {
-      auto& st = self->state;
-      return !st.closed && st.backend->healthy() ? "ok" : "degraded";
-    },
-    [=](drain_atom) {
-      auto& st = self->state;
-      auto stats = cache_stats_json(st.backend->name(), st.backend->stats());
-      st.log->info("cache closing: {}", stats);
-      st.backend->close();
-      st.closed = true;
-      self->quit();
-      return stats;
-    },
+      [=](get_atom, const std::string& key) -> std::tuple<bool, std::string> {
+        auto& st = self->state;
+        if (st.closed) {
+          return {false, std::string{}};
+        }
+        auto v = st.backend->get(key);
+        return {v.has_value(), v ? std::move(*v) : std::string{}};
+      },
+      [=](put_atom, const std::string& key, const std::string& value, int64_t ttl_ms) {
+        auto& st = self->state;
+        if (!st.closed && ttl_ms > 0) {
+          st.backend->set(key, value, std::chrono::milliseconds{ttl_ms});
+        }
+        return true;
+      },
+      [=](invalidate_atom, const std::string& pattern) -> uint64_t {
+        auto& st = self->state;
+        return st.closed ? 0 : st.backend->invalidate(pattern);
+      },
+      [=](stats_atom) {
+        auto& st = self->state;
+        return cache_stats_json(st.backend->name(), st.backend->stats());
+      },
+      [=](health_atom) -> std::string {
+        auto& st = self->state;
+        return !st.closed && st.backend->healthy() ? "ok" : "degraded";
+      },
+      [=](drain_atom) {
+        auto& st = self->state;
+        auto stats = cache_stats_json(st.backend->name(), st.backend->stats());
+        st.log->info("cache closing: {}", stats);
+        st.backend->close();
+        st.closed = true;
+        self->quit();
+        return stats;
+      },
   };
 }
 

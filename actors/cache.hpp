@@ -19,8 +19,8 @@ namespace si::actors {
 /// invalidations, hit_rate_percent, ...}`; `health_atom` → "ok" | "degraded";
 /// `drain_atom` → log stats, close the backend, reply the stats and quit.
 /// A backend failure is a miss or a no-op, never an error to the caller.
-using cache_actor
-  = caf::typed_actor<caf::replies_to<get_atom, std::string>::with<bool, std::string>,
+using cache_actor =
+    caf::typed_actor<caf::replies_to<get_atom, std::string>::with<bool, std::string>,
                      caf::replies_to<put_atom, std::string, std::string, int64_t>::with<bool>,
                      caf::replies_to<invalidate_atom, std::string>::with<uint64_t>,
                      caf::replies_to<stats_atom>::with<std::string>,

@@ -18,8 +18,7 @@ namespace si::actors {
 
 namespace {
 
-using worker_actor
-  = caf::typed_actor<caf::replies_to<query_atom, db_task>::with<db_result>>;
+using worker_actor = caf::typed_actor<caf::replies_to<query_atom, db_task>::with<db_result>>;
 
 struct worker_state {
   static inline const char* name = "db_worker";
@@ -33,21 +32,21 @@ worker_actor::behavior_type worker_impl(worker_actor::stateful_pointer<worker_st
   self->state.url = std::move(url);
   self->attach_functor([self] { self->state.session.reset(); });
   return {
-    [=](query_atom, const db_task& task) -> caf::result<db_result> {
-      auto& st = self->state;
-      try {
-        if (!st.session) {
-          st.session = storage::open_session(st.url);
+      [=](query_atom, const db_task& task) -> caf::result<db_result> {
+        auto& st = self->state;
+        try {
+          if (!st.session) {
+            st.session = storage::open_session(st.url);
+          }
+          return db_result{task.fn(*st.session)};
+        } catch (const std::exception& e) {
+          // A broken connection must not poison the next query: reopen when ping fails.
+          if (st.session && !storage::ping(*st.session)) {
+            st.session.reset();
+          }
+          return make_error(errc::query_failed, task.label + ": " + e.what());
         }
-        return db_result{task.fn(*st.session)};
-      } catch (const std::exception& e) {
-        // A broken connection must not poison the next query: reopen when ping fails.
-        if (st.session && !storage::ping(*st.session)) {
-          st.session.reset();
-        }
-        return make_error(errc::query_failed, task.label + ": " + e.what());
-      }
-    },
+      },
   };
 }
 
@@ -90,7 +89,7 @@ std::string counts_json(const db_state& st) {
                         {"in_flight", st.in_flight},
                         {"pool_size", st.workers.size()},
                         {"replaced_workers", st.replaced_workers}}
-    .dump();
+      .dump();
 }
 
 void close_pool(self_ptr self) {
@@ -126,35 +125,35 @@ void dispatch(self_ptr self) {
     auto rp = job.promise;
     auto label = job.task.label;
     self->request(worker, st.opts.query_timeout, query_atom_v, std::move(job.task))
-      .then(
-        [=](db_result& result) mutable {
-          auto& st = self->state;
-          ++st.queries;
-          --st.in_flight;
-          st.workers[i].busy = false;
-          rp.deliver(std::move(result));
-          dispatch(self);
-          maybe_finish_drain(self);
-        },
-        [=](caf::error& err) mutable {
-          auto& st = self->state;
-          ++st.failed;
-          --st.in_flight;
-          if (err == caf::sec::request_timeout) {
-            // The worker is stuck in a statement: retire it, keep the pool at full size.
-            st.log->error("query '{}' exceeded {} ms; replacing its worker", label,
-                          st.opts.query_timeout.count());
-            self->send_exit(st.workers[i].handle, caf::exit_reason::kill);
-            st.workers[i].handle = spawn_worker(self);
-            ++st.replaced_workers;
-          } else {
-            st.log->warn("query failed: {}", to_string(err));
-          }
-          st.workers[i].busy = false;
-          rp.deliver(std::move(err));
-          dispatch(self);
-          maybe_finish_drain(self);
-        });
+        .then(
+            [=](db_result& result) mutable {
+              auto& st = self->state;
+              ++st.queries;
+              --st.in_flight;
+              st.workers[i].busy = false;
+              rp.deliver(std::move(result));
+              dispatch(self);
+              maybe_finish_drain(self);
+            },
+            [=](caf::error& err) mutable {
+              auto& st = self->state;
+              ++st.failed;
+              --st.in_flight;
+              if (err == caf::sec::request_timeout) {
+                // The worker is stuck in a statement: retire it, keep the pool at full size.
+                st.log->error("query '{}' exceeded {} ms; replacing its worker", label,
+                              st.opts.query_timeout.count());
+                self->send_exit(st.workers[i].handle, caf::exit_reason::kill);
+                st.workers[i].handle = spawn_worker(self);
+                ++st.replaced_workers;
+              } else {
+                st.log->warn("query failed: {}", to_string(err));
+              }
+              st.workers[i].busy = false;
+              rp.deliver(std::move(err));
+              dispatch(self);
+              maybe_finish_drain(self);
+            });
   }
 }
 
@@ -166,46 +165,45 @@ db_actor::behavior_type db_impl(self_ptr self, db_options opts) {
   }
   st.log->info("db pool of {} workers on {}", st.opts.pool_size, st.opts.url.redacted);
   return {
-    [=](query_atom, db_task& task) -> caf::result<db_result> {
-      auto& st = self->state;
-      if (st.closing) {
-        ++st.refused;
-        return make_error(errc::closing, "database is closing; query refused");
-      }
-      if (st.queue.size() >= st.opts.queue_limit) {
-        ++st.refused;
-        return make_error(errc::overloaded, "database queue is full");
-      }
-      auto rp = self->make_response_promise<db_result>();
-      st.queue.push_back({std::move(task), rp});
-      dispatch(self);
-      return rp;
-    },
-    [=](health_atom) -> caf::result<bool> {
-      if (self->state.closing) {
-        return false;
-      }
-      auto rp = self->make_response_promise<bool>();
-      db_task ping{"health", [](soci::session& sql) {
-                     return nlohmann::json(storage::ping(sql));
-                   }};
-      self->request(caf::actor_cast<db_actor>(self), self->state.opts.query_timeout,
-                    query_atom_v, std::move(ping))
-        .then([=](db_result& ok) mutable { rp.deliver(ok.value.get<bool>()); },
-              [=](caf::error&) mutable { rp.deliver(false); });
-      return rp;
-    },
-    [=](stats_atom) { return counts_json(self->state); },
-    [=](drain_atom) -> caf::result<std::string> {
-      auto& st = self->state;
-      st.log->info("db drain: refusing new queries; {} in flight, {} queued", st.in_flight,
-                   st.queue.size());
-      st.closing = true;
-      st.drain_promise = self->make_response_promise<std::string>();
-      auto rp = *st.drain_promise;
-      maybe_finish_drain(self);
-      return rp;
-    },
+      [=](query_atom, db_task& task) -> caf::result<db_result> {
+        auto& st = self->state;
+        if (st.closing) {
+          ++st.refused;
+          return make_error(errc::closing, "database is closing; query refused");
+        }
+        if (st.queue.size() >= st.opts.queue_limit) {
+          ++st.refused;
+          return make_error(errc::overloaded, "database queue is full");
+        }
+        auto rp = self->make_response_promise<db_result>();
+        st.queue.push_back({std::move(task), rp});
+        dispatch(self);
+        return rp;
+      },
+      [=](health_atom) -> caf::result<bool> {
+        if (self->state.closing) {
+          return false;
+        }
+        auto rp = self->make_response_promise<bool>();
+        db_task ping{"health",
+                     [](soci::session& sql) { return nlohmann::json(storage::ping(sql)); }};
+        self->request(caf::actor_cast<db_actor>(self), self->state.opts.query_timeout, query_atom_v,
+                      std::move(ping))
+            .then([=](db_result& ok) mutable { rp.deliver(ok.value.get<bool>()); },
+                  [=](caf::error&) mutable { rp.deliver(false); });
+        return rp;
+      },
+      [=](stats_atom) { return counts_json(self->state); },
+      [=](drain_atom) -> caf::result<std::string> {
+        auto& st = self->state;
+        st.log->info("db drain: refusing new queries; {} in flight, {} queued", st.in_flight,
+                     st.queue.size());
+        st.closing = true;
+        st.drain_promise = self->make_response_promise<std::string>();
+        auto rp = *st.drain_promise;
+        maybe_finish_drain(self);
+        return rp;
+      },
   };
 }
 

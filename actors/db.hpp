@@ -41,14 +41,13 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(si::actors::db_result)
 
 namespace si::actors {
 
-/// Messages: `query_atom, task` → the task's JSON result (`db_result`) (or an error: `closing` while
-/// draining, `overloaded` past the queue limit, `query_failed`); `health_atom` → whether a
+/// Messages: `query_atom, task` → the task's JSON result (`db_result`) (or an error: `closing`
+/// while draining, `overloaded` past the queue limit, `query_failed`); `health_atom` → whether a
 /// worker's session answers; `stats_atom` → JSON counters; `drain_atom` → stop taking
 /// queries, finish the accepted ones, close the sessions, reply the counts and quit.
-using db_actor = caf::typed_actor<caf::replies_to<query_atom, db_task>::with<db_result>,
-                                  caf::replies_to<health_atom>::with<bool>,
-                                  caf::replies_to<stats_atom>::with<std::string>,
-                                  caf::replies_to<drain_atom>::with<std::string>>;
+using db_actor = caf::typed_actor<
+    caf::replies_to<query_atom, db_task>::with<db_result>, caf::replies_to<health_atom>::with<bool>,
+    caf::replies_to<stats_atom>::with<std::string>, caf::replies_to<drain_atom>::with<std::string>>;
 
 /// Database actor settings (from config: DATABASE_URL, DB_POOL_SIZE, DB_QUERY_TIMEOUT,
 /// DB_QUEUE_LIMIT).

@@ -133,8 +133,7 @@ void finish(self_ptr self, child_state& c, const std::string& outcome, std::stri
                  ms_between(c.drain_started, now),
                  std::move(counts),
                  std::move(detail)};
-  st.log->info("stopped actor={} outcome={} duration_ms={}", r.actor, r.outcome,
-               r.duration_ms);
+  st.log->info("stopped actor={} outcome={} duration_ms={}", r.actor, r.outcome, r.duration_ms);
   self->send(st.opts.summary, report_atom_v, std::move(r));
 }
 
@@ -164,30 +163,30 @@ void begin_drain(self_ptr self, child_state& c) {
   auto gen = c.generation;
   // High priority: a drain must not queue behind the actor's backlog (design.md §6).
   self->request<caf::message_priority::high>(c.handle, c.deadline, drain_atom_v)
-    .then(
-      [=](std::string& counts) {
-        auto& ch = self->state.children.at(name);
-        if (ch.stage != phase::draining || ch.generation != gen) {
-          return;
-        }
-        finish(self, ch, "ok", std::move(counts), "");
-        advance(self);
-      },
-      [=](caf::error& err) {
-        auto& ch = self->state.children.at(name);
-        if (ch.stage != phase::draining || ch.generation != gen) {
-          return;
-        }
-        // Force: kill is fatal even to actors that trap exits; the cascade goes on.
-        self->send_exit(ch.handle, caf::exit_reason::kill);
-        if (err == caf::sec::request_timeout) {
-          finish(self, ch, "timed_out", "{}",
-                 "no report within " + std::to_string(ch.deadline.count()) + " ms");
-        } else {
-          finish(self, ch, "failed", "{}", "drain failed: " + to_string(err));
-        }
-        advance(self);
-      });
+      .then(
+          [=](std::string& counts) {
+            auto& ch = self->state.children.at(name);
+            if (ch.stage != phase::draining || ch.generation != gen) {
+              return;
+            }
+            finish(self, ch, "ok", std::move(counts), "");
+            advance(self);
+          },
+          [=](caf::error& err) {
+            auto& ch = self->state.children.at(name);
+            if (ch.stage != phase::draining || ch.generation != gen) {
+              return;
+            }
+            // Force: kill is fatal even to actors that trap exits; the cascade goes on.
+            self->send_exit(ch.handle, caf::exit_reason::kill);
+            if (err == caf::sec::request_timeout) {
+              finish(self, ch, "timed_out", "{}",
+                     "no report within " + std::to_string(ch.deadline.count()) + " ms");
+            } else {
+              finish(self, ch, "failed", "{}", "drain failed: " + to_string(err));
+            }
+            advance(self);
+          });
 }
 
 void advance(self_ptr self) {
@@ -276,10 +275,9 @@ void on_down(self_ptr self, const caf::down_msg& dm) {
   }
   auto n = static_cast<unsigned>(c.restarts.size());
   if (n > st.opts.max_restarts) {
-    auto why = "restart intensity exceeded: '" + c.spec.name + "' exited " +
-               std::to_string(n) + " times within " +
-               std::to_string(st.opts.restart_window.count()) + " ms (last: " + c.last_exit +
-               ")";
+    auto why = "restart intensity exceeded: '" + c.spec.name + "' exited " + std::to_string(n)
+               + " times within " + std::to_string(st.opts.restart_window.count())
+               + " ms (last: " + c.last_exit + ")";
     st.log->error("{}", why);
     start_shutdown(self, why, exit_code::restart_intensity);
     return;
@@ -311,53 +309,52 @@ root_supervisor_actor::behavior_type supervisor_impl(self_ptr self, supervisor_o
   }
   self->set_down_handler([=](caf::down_msg& dm) { on_down(self, dm); });
   return {
-    [=](shutdown_atom, const std::string& reason) {
-      start_shutdown(self, reason, exit_code::ok);
-    },
-    [=](force_atom) {
-      if (!self->state.shutting_down) {
-        start_shutdown(self, "forced", exit_code::ok);
-      }
-      if (self->state.finished < self->state.children.size()) {
-        force_remaining(self);
-      }
-    },
-    [=](restart_atom, const std::string& name, uint64_t generation) {
-      auto& st = self->state;
-      auto i = st.children.find(name);
-      if (st.shutting_down || i == st.children.end() || i->second.alive ||
-          i->second.generation != generation) {
-        return;
-      }
-      auto& c = i->second;
-      spawn_child(self, c);
-      ++c.total_restarts;
-      st.log->info("restarted actor={} (restart #{})", name, c.total_restarts);
-    },
-    [=](status_atom) -> std::string {
-      auto& st = self->state;
-      auto children = nlohmann::json::array();
-      for (auto& name : st.start_order) {
-        auto& c = st.children.at(name);
-        children.push_back(
-          {{"name", name}, {"alive", c.alive}, {"restarts", c.total_restarts}});
-      }
-      return nlohmann::json{{"state", st.shutting_down ? "shutting_down" : "running"},
-                            {"children", children}}
-        .dump();
-    },
-    [=](lookup_atom, const std::string& name) -> caf::actor {
-      auto& st = self->state;
-      auto i = st.children.find(name);
-      return i != st.children.end() && i->second.alive ? i->second.handle : caf::actor{};
-    },
+      [=](shutdown_atom, const std::string& reason) {
+        start_shutdown(self, reason, exit_code::ok);
+      },
+      [=](force_atom) {
+        if (!self->state.shutting_down) {
+          start_shutdown(self, "forced", exit_code::ok);
+        }
+        if (self->state.finished < self->state.children.size()) {
+          force_remaining(self);
+        }
+      },
+      [=](restart_atom, const std::string& name, uint64_t generation) {
+        auto& st = self->state;
+        auto i = st.children.find(name);
+        if (st.shutting_down || i == st.children.end() || i->second.alive
+            || i->second.generation != generation) {
+          return;
+        }
+        auto& c = i->second;
+        spawn_child(self, c);
+        ++c.total_restarts;
+        st.log->info("restarted actor={} (restart #{})", name, c.total_restarts);
+      },
+      [=](status_atom) -> std::string {
+        auto& st = self->state;
+        auto children = nlohmann::json::array();
+        for (auto& name : st.start_order) {
+          auto& c = st.children.at(name);
+          children.push_back({{"name", name}, {"alive", c.alive}, {"restarts", c.total_restarts}});
+        }
+        return nlohmann::json{{"state", st.shutting_down ? "shutting_down" : "running"},
+                              {"children", children}}
+            .dump();
+      },
+      [=](lookup_atom, const std::string& name) -> caf::actor {
+        auto& st = self->state;
+        auto i = st.children.find(name);
+        return i != st.children.end() && i->second.alive ? i->second.handle : caf::actor{};
+      },
   };
 }
 
 }  // namespace
 
-std::variant<root_supervisor_actor, std::string>
-spawn_root_supervisor(caf::actor_system& sys, supervisor_options opts) {
+std::variant<root_supervisor_actor, std::string> spawn_root_supervisor(caf::actor_system& sys,
+                                                                       supervisor_options opts) {
   if (auto err = validate_supervision(opts.plan, opts.children)) {
     return *err;
   }

@@ -38,9 +38,9 @@ struct supervisor_options {
   shutdown_plan plan;
   std::vector<child_spec> children;
   shutdown_summary_actor summary;
-  unsigned max_restarts = 5;                           ///< per child within restart_window
+  unsigned max_restarts = 5;  ///< per child within restart_window
   std::chrono::milliseconds restart_window{60'000};
-  std::chrono::milliseconds backoff_min{100};          ///< first restart delay, doubling
+  std::chrono::milliseconds backoff_min{100};  ///< first restart delay, doubling
   std::chrono::milliseconds backoff_max{5'000};
 };
 
@@ -48,9 +48,8 @@ struct supervisor_options {
 /// whatever has not finished (a second signal); `status_atom` → JSON of children, restart
 /// counts and shutdown state; `lookup_atom, name` → the child's current handle (or an
 /// invalid handle).
-using root_supervisor_actor
-  = caf::typed_actor<caf::reacts_to<shutdown_atom, std::string>,
-                     caf::reacts_to<force_atom>,
+using root_supervisor_actor =
+    caf::typed_actor<caf::reacts_to<shutdown_atom, std::string>, caf::reacts_to<force_atom>,
                      caf::reacts_to<restart_atom, std::string, uint64_t>,
                      caf::replies_to<status_atom>::with<std::string>,
                      caf::replies_to<lookup_atom, std::string>::with<caf::actor>>;
@@ -61,8 +60,8 @@ std::optional<std::string> validate_supervision(const shutdown_plan& plan,
 
 /// Validates (see validate_supervision) and spawns the supervisor, which spawns its
 /// children in dependency order. Returns the error text instead when invalid.
-std::variant<root_supervisor_actor, std::string>
-spawn_root_supervisor(caf::actor_system& sys, supervisor_options opts);
+std::variant<root_supervisor_actor, std::string> spawn_root_supervisor(caf::actor_system& sys,
+                                                                       supervisor_options opts);
 
 /// The restart delay after `restarts_in_window` restarts (1-based): min·2^(n-1), capped.
 std::chrono::milliseconds restart_backoff(unsigned restarts_in_window,

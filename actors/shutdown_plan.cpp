@@ -12,8 +12,8 @@ shutdown_plan default_plan(const config::settings& s) {
   // exactly these actors. Stop order follows from depends_on (design.md §3):
   //   cache before db because a cache flush may still read through to the database.
   return {
-    {"cache", {"db"}, s.shutdown_cache_timeout},
-    {"db", {}, s.shutdown_db_timeout},
+      {"cache", {"db"}, s.shutdown_cache_timeout},
+      {"db", {}, s.shutdown_db_timeout},
   };
 }
 

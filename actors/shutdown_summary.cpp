@@ -14,8 +14,8 @@ namespace si::actors {
 
 nlohmann::json build_summary(const std::vector<actor_report>& reports,
                              const std::vector<std::string>& expected_actors,
-                             const std::string& reason, int base_exit_code,
-                             int64_t total_ms, int64_t started_at_unix_ms) {
+                             const std::string& reason, int base_exit_code, int64_t total_ms,
+                             int64_t started_at_unix_ms) {
   std::map<std::string, const actor_report*> by_name;
   for (const auto& r : reports) {
     by_name[r.actor] = &r;
@@ -27,8 +27,10 @@ nlohmann::json build_summary(const std::vector<actor_report>& reports,
     if (counts.is_discarded() || !counts.is_object()) {
       counts = nlohmann::json::object();
     }
-    nlohmann::json j{{"actor", r.actor},           {"outcome", r.outcome},
-                     {"started_ms", r.started_ms}, {"duration_ms", r.duration_ms},
+    nlohmann::json j{{"actor", r.actor},
+                     {"outcome", r.outcome},
+                     {"started_ms", r.started_ms},
+                     {"duration_ms", r.duration_ms},
                      {"counts", counts}};
     if (!r.detail.empty()) {
       j["detail"] = r.detail;
@@ -49,12 +51,9 @@ nlohmann::json build_summary(const std::vector<actor_report>& reports,
   if (code == exit_code::ok && !all_ok) {
     code = exit_code::unclean_shutdown;
   }
-  return {{"reason", reason},
-          {"started_at_ms", started_at_unix_ms},
-          {"total_ms", total_ms},
-          {"all_ok", all_ok},
-          {"exit_code", code},
-          {"actors", std::move(actors)}};
+  return {{"reason", reason},     {"started_at_ms", started_at_unix_ms},
+          {"total_ms", total_ms}, {"all_ok", all_ok},
+          {"exit_code", code},    {"actors", std::move(actors)}};
 }
 
 namespace {
@@ -78,8 +77,7 @@ void publish(summary_options& opts, const nlohmann::json& report) {
   for (const auto& a : report["actors"]) {
     log->info("actor={} outcome={} started_ms={} duration_ms={} counts={}{}",
               a["actor"].get<std::string>(), a["outcome"].get<std::string>(),
-              a["started_ms"].get<int64_t>(), a["duration_ms"].get<int64_t>(),
-              a["counts"].dump(),
+              a["started_ms"].get<int64_t>(), a["duration_ms"].get<int64_t>(), a["counts"].dump(),
               a.contains("detail") ? " detail=" + a["detail"].dump() : std::string{});
   }
   log->info("shutdown total: actors={} all_ok={} total_ms={} exit_code={} reason={}",
@@ -105,39 +103,38 @@ void publish(summary_options& opts, const nlohmann::json& report) {
   }
 }
 
-shutdown_summary_actor::behavior_type
-summary_impl(shutdown_summary_actor::stateful_pointer<summary_state> self,
-             summary_options opts) {
+shutdown_summary_actor::behavior_type summary_impl(
+    shutdown_summary_actor::stateful_pointer<summary_state> self, summary_options opts) {
   self->state.opts = std::move(opts);
   return {
-    [=](shutdown_atom, const std::string& reason) {
-      if (self->state.started_at_unix_ms == 0) {
-        self->state.reason = reason;
-        self->state.started_at_unix_ms = unix_ms_now();
-      }
-    },
-    [=](report_atom, const actor_report& r) { self->state.reports.push_back(r); },
-    [=](finalize_atom, const std::string& reason, int32_t base_exit_code, int64_t total_ms) {
-      auto& st = self->state;
-      if (st.finalized) {
-        return;
-      }
-      st.finalized = true;
-      if (st.started_at_unix_ms == 0) {
-        st.started_at_unix_ms = unix_ms_now();
-      }
-      auto report = build_summary(st.reports, st.opts.expected_actors, reason,
-                                  base_exit_code, total_ms, st.started_at_unix_ms);
-      publish(st.opts, report);
-      if (st.opts.on_complete) {
-        st.opts.on_complete(report["exit_code"].get<int>(), report);
-      }
-      self->quit();
-    },
-    [=](get_atom) -> std::string {
-      auto& st = self->state;
-      return build_summary(st.reports, {}, st.reason, 0, 0, st.started_at_unix_ms).dump();
-    },
+      [=](shutdown_atom, const std::string& reason) {
+        if (self->state.started_at_unix_ms == 0) {
+          self->state.reason = reason;
+          self->state.started_at_unix_ms = unix_ms_now();
+        }
+      },
+      [=](report_atom, const actor_report& r) { self->state.reports.push_back(r); },
+      [=](finalize_atom, const std::string& reason, int32_t base_exit_code, int64_t total_ms) {
+        auto& st = self->state;
+        if (st.finalized) {
+          return;
+        }
+        st.finalized = true;
+        if (st.started_at_unix_ms == 0) {
+          st.started_at_unix_ms = unix_ms_now();
+        }
+        auto report = build_summary(st.reports, st.opts.expected_actors, reason, base_exit_code,
+                                    total_ms, st.started_at_unix_ms);
+        publish(st.opts, report);
+        if (st.opts.on_complete) {
+          st.opts.on_complete(report["exit_code"].get<int>(), report);
+        }
+        self->quit();
+      },
+      [=](get_atom) -> std::string {
+        auto& st = self->state;
+        return build_summary(st.reports, {}, st.reason, 0, 0, st.started_at_unix_ms).dump();
+      },
   };
 }
 

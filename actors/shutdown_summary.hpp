@@ -20,8 +20,8 @@ namespace si::actors {
 /// Messages: `shutdown_atom, reason` when the cascade begins; one `report_atom` per actor;
 /// `finalize_atom, reason, base_exit_code, total_ms` when the cascade ends;
 /// `get_atom` → the summary JSON so far.
-using shutdown_summary_actor
-  = caf::typed_actor<caf::reacts_to<shutdown_atom, std::string>,
+using shutdown_summary_actor =
+    caf::typed_actor<caf::reacts_to<shutdown_atom, std::string>,
                      caf::reacts_to<report_atom, actor_report>,
                      caf::reacts_to<finalize_atom, std::string, int32_t, int64_t>,
                      caf::replies_to<get_atom>::with<std::string>>;
@@ -40,20 +40,20 @@ struct summary_options {
 
 /// Exit codes of the process (documented in docs/graceful-shutdown.md).
 namespace exit_code {
-constexpr int ok = 0;                  ///< every actor reported ok
-constexpr int unclean_shutdown = 1;    ///< some actor timed_out, failed or was forced
-constexpr int config_error = 2;        ///< invalid configuration
-constexpr int restart_intensity = 3;   ///< a child crashed past the restart intensity
-constexpr int hard_deadline = 4;       ///< SHUTDOWN_HARD_TIMEOUT passed
-constexpr int startup_failure = 5;     ///< a dependency could not be opened at start
+constexpr int ok = 0;                 ///< every actor reported ok
+constexpr int unclean_shutdown = 1;   ///< some actor timed_out, failed or was forced
+constexpr int config_error = 2;       ///< invalid configuration
+constexpr int restart_intensity = 3;  ///< a child crashed past the restart intensity
+constexpr int hard_deadline = 4;      ///< SHUTDOWN_HARD_TIMEOUT passed
+constexpr int startup_failure = 5;    ///< a dependency could not be opened at start
 }  // namespace exit_code
 
 /// Pure: the summary JSON for these reports, and the exit code it implies
 /// (`base_exit_code` unless it is 0 and some actor was not ok, then 1).
 nlohmann::json build_summary(const std::vector<actor_report>& reports,
                              const std::vector<std::string>& expected_actors,
-                             const std::string& reason, int base_exit_code,
-                             int64_t total_ms, int64_t started_at_unix_ms);
+                             const std::string& reason, int base_exit_code, int64_t total_ms,
+                             int64_t started_at_unix_ms);
 
 /// Spawns the summary; `detached` gives it its own thread (production: file and database
 /// writes must not block the scheduler); tests spawn it on the test scheduler.

@@ -40,9 +40,8 @@ void append_timestamp(spdlog::memory_buf_t& dest, spdlog::log_clock::time_point 
   std::tm tm{};
   gmtime_r(&secs, &tm);
   char buf[40];
-  auto n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-                         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                         tm.tm_sec, millis);
+  auto n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
   append(dest, std::string_view(buf, static_cast<std::size_t>(n)));
 }
 

@@ -62,9 +62,8 @@ std::string lowercase(std::string_view s) {
 }
 
 bool all_digits(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) {
-           return std::isdigit(c) != 0;
-         });
+  return !s.empty()
+         && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
 }
 
 /// Parses a plain decimal integer: digits only (no sign, no spaces, no trailing junk).
@@ -251,8 +250,7 @@ struct setting_def {
 };
 
 template <class T>
-value_kind integer(T settings::*member, std::uint64_t lo, std::uint64_t hi,
-                   std::string note = {}) {
+value_kind integer(T settings::*member, std::uint64_t lo, std::uint64_t hi, std::string note = {}) {
   auto allowed = "an integer from " + std::to_string(lo) + " to " + std::to_string(hi) + note;
   return {allowed,
           [member, lo, hi](settings& s, std::string_view text) {
@@ -267,8 +265,8 @@ value_kind integer(T settings::*member, std::uint64_t lo, std::uint64_t hi,
 }
 
 value_kind seconds(milliseconds settings::*member, bool positive) {
-  auto allowed = std::string("a number of seconds ") + (positive ? "> 0" : ">= 0") +
-                 " (fractions allowed, e.g. 0.5), at most " + std::to_string(max_duration_s);
+  auto allowed = std::string("a number of seconds ") + (positive ? "> 0" : ">= 0")
+                 + " (fractions allowed, e.g. 0.5), at most " + std::to_string(max_duration_s);
   return {allowed,
           [member, positive](settings& s, std::string_view text) {
             auto ms = parse_seconds(text);
@@ -282,13 +280,12 @@ value_kind seconds(milliseconds settings::*member, bool positive) {
 }
 
 value_kind millis(milliseconds settings::*member, std::int64_t lo, std::int64_t hi) {
-  auto allowed = "an integer number of milliseconds from " + std::to_string(lo) + " to " +
-                 std::to_string(hi);
+  auto allowed =
+      "an integer number of milliseconds from " + std::to_string(lo) + " to " + std::to_string(hi);
   return {allowed,
           [member, lo, hi](settings& s, std::string_view text) {
             auto v = parse_uint(text);
-            if (!v || *v < static_cast<std::uint64_t>(lo) ||
-                *v > static_cast<std::uint64_t>(hi)) {
+            if (!v || *v < static_cast<std::uint64_t>(lo) || *v > static_cast<std::uint64_t>(hi)) {
               return false;
             }
             s.*member = milliseconds{static_cast<std::int64_t>(*v)};
@@ -348,16 +345,14 @@ value_kind log_format_kind() {
             }
             return true;
           },
-          [](const settings& s) {
-            return json(s.log_fmt == log_format::json ? "json" : "text");
-          }};
+          [](const settings& s) { return json(s.log_fmt == log_format::json ? "json" : "text"); }};
 }
 
 value_kind host_kind() {
   return {"a non-empty host name or IP address without spaces",
           [](settings& s, std::string_view text) {
-            if (text.empty() ||
-                std::any_of(text.begin(), text.end(), [](char c) { return is_space(c); })) {
+            if (text.empty()
+                || std::any_of(text.begin(), text.end(), [](char c) { return is_space(c); })) {
               return false;
             }
             s.host = std::string(text);
@@ -367,19 +362,20 @@ value_kind host_kind() {
 }
 
 value_kind database_url_kind() {
-  return {"a URL starting with sqlite:// (then a file path), sqlite::memory:, postgresql:// "
-          "or postgres://",
-          [](settings& s, std::string_view text) {
-            bool ok = (starts_with(text, "sqlite://") && text.size() > 9) ||
-                      starts_with(text, "sqlite::memory:") ||
-                      starts_with(text, "postgresql://") || starts_with(text, "postgres://");
-            if (!ok) {
-              return false;
-            }
-            s.database_url = std::string(text);
-            return true;
-          },
-          [](const settings& s) { return json(redact_url(s.database_url, false)); }};
+  return {
+      "a URL starting with sqlite:// (then a file path), sqlite::memory:, postgresql:// "
+      "or postgres://",
+      [](settings& s, std::string_view text) {
+        bool ok = (starts_with(text, "sqlite://") && text.size() > 9)
+                  || starts_with(text, "sqlite::memory:") || starts_with(text, "postgresql://")
+                  || starts_with(text, "postgres://");
+        if (!ok) {
+          return false;
+        }
+        s.database_url = std::string(text);
+        return true;
+      },
+      [](const settings& s) { return json(redact_url(s.database_url, false)); }};
 }
 
 value_kind horizon_url_kind() {
@@ -430,10 +426,9 @@ std::vector<setting_def> make_table() {
   add("ADMIN_API_TOKEN", "",
       "Bearer token that write endpoints require; unset or empty = writes answer 403 "
       "WRITES_DISABLED. Never printed.",
-      optional_text(&s::admin_api_token, "any text; empty = unset", nullptr,
-                    [](const settings& st) {
-                      return st.admin_api_token ? json("***") : json(nullptr);
-                    }));
+      optional_text(
+          &s::admin_api_token, "any text; empty = unset", nullptr,
+          [](const settings& st) { return st.admin_api_token ? json("***") : json(nullptr); }));
   // -- logging
   add("LOG_LEVEL", "info", "Lowest level of log lines written to stderr.", log_level_kind());
   add("LOG_FORMAT", "text",
@@ -458,8 +453,7 @@ std::vector<setting_def> make_table() {
       "Milliseconds between the server_shutdown message and the close frame 1001 sent to "
       "WebSocket clients.",
       millis(&s::shutdown_ws_grace, 0, max_duration_ms));
-  add("SHUTDOWN_WS_TIMEOUT", "5",
-      "Seconds the WebSocket hub has to close every connection.",
+  add("SHUTDOWN_WS_TIMEOUT", "5", "Seconds the WebSocket hub has to close every connection.",
       seconds(&s::shutdown_ws_timeout, false));
   add("SHUTDOWN_DRAIN_DELAY", "0",
       "Seconds to keep serving reads while /health/ready answers 503, before the listener "
@@ -507,8 +501,7 @@ std::vector<setting_def> make_table() {
       "Delay in milliseconds before the first attempt to reconnect to Redis; it grows up to "
       "REDIS_RECONNECT_MAX_MS.",
       millis(&s::redis_reconnect_min, 0, max_duration_ms));
-  add("REDIS_RECONNECT_MAX_MS", "5000",
-      "Upper bound in milliseconds of the Redis reconnect delay.",
+  add("REDIS_RECONNECT_MAX_MS", "5000", "Upper bound in milliseconds of the Redis reconnect delay.",
       millis(&s::redis_reconnect_max, 0, max_duration_ms));
   return t;
 }
@@ -520,8 +513,8 @@ const std::vector<setting_def>& table() {
 
 bool known_name(std::string_view name) {
   const auto& t = table();
-  return name == dotenv_variable ||
-         std::any_of(t.begin(), t.end(), [name](const auto& d) { return d.name == name; });
+  return name == dotenv_variable
+         || std::any_of(t.begin(), t.end(), [name](const auto& d) { return d.name == name; });
 }
 
 config_error bad_value(const setting_def& def, std::string_view value) {
@@ -537,9 +530,8 @@ bool valid_key(std::string_view key) {
   if (key.empty() || std::isdigit(static_cast<unsigned char>(key.front())) != 0) {
     return false;
   }
-  return std::all_of(key.begin(), key.end(), [](unsigned char c) {
-    return std::isalnum(c) != 0 || c == '_';
-  });
+  return std::all_of(key.begin(), key.end(),
+                     [](unsigned char c) { return std::isalnum(c) != 0 || c == '_'; });
 }
 
 /// True when `rest` (what follows a closing quote) is only spaces or a `#` comment.
@@ -699,14 +691,12 @@ std::variant<env_map, config_error> read_dotenv(const std::string& path) {
     return env_map{};
   }
   if (ec || std::filesystem::is_directory(status)) {
-    return config_error{dotenv_variable,
-                        "cannot read '" + path + "': " +
-                            (ec ? ec.message() : std::string("is a directory"))};
+    return config_error{dotenv_variable, "cannot read '" + path + "': "
+                                             + (ec ? ec.message() : std::string("is a directory"))};
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return config_error{dotenv_variable,
-                        "cannot read '" + path + "': " + std::strerror(errno)};
+    return config_error{dotenv_variable, "cannot read '" + path + "': " + std::strerror(errno)};
   }
   env_map out;
   std::string line;
@@ -733,8 +723,8 @@ std::variant<env_map, config_error> read_dotenv(const std::string& path) {
     }
     auto key = trim(text.substr(0, eq));
     if (!valid_key(key)) {
-      return fail("invalid variable name " + quote(key) +
-                  " (letters, digits and '_', not starting with a digit)");
+      return fail("invalid variable name " + quote(key)
+                  + " (letters, digits and '_', not starting with a digit)");
     }
     auto value = parse_dotenv_value(text.substr(eq + 1));
     if (!value.error.empty()) {
@@ -765,22 +755,21 @@ std::variant<settings, config_error> load(const env_map& env, const env_map& dot
   }
   // Cross-field rules; each error names the setting to change.
   if (s.shutdown_hard_timeout <= s.shutdown_graceful_timeout) {
-    return config_error{"SHUTDOWN_HARD_TIMEOUT",
-                        "must be greater than SHUTDOWN_GRACEFUL_TIMEOUT (" +
-                            effective["SHUTDOWN_GRACEFUL_TIMEOUT"] + " s), got " +
-                            quote(effective["SHUTDOWN_HARD_TIMEOUT"])};
+    return config_error{"SHUTDOWN_HARD_TIMEOUT", "must be greater than SHUTDOWN_GRACEFUL_TIMEOUT ("
+                                                     + effective["SHUTDOWN_GRACEFUL_TIMEOUT"]
+                                                     + " s), got "
+                                                     + quote(effective["SHUTDOWN_HARD_TIMEOUT"])};
   }
   if (s.supervisor_backoff_min > s.supervisor_backoff_max) {
     return config_error{"SUPERVISOR_BACKOFF_MIN_MS",
-                        "must be <= SUPERVISOR_BACKOFF_MAX_MS (" +
-                            effective["SUPERVISOR_BACKOFF_MAX_MS"] + " ms), got " +
-                            quote(effective["SUPERVISOR_BACKOFF_MIN_MS"])};
+                        "must be <= SUPERVISOR_BACKOFF_MAX_MS ("
+                            + effective["SUPERVISOR_BACKOFF_MAX_MS"] + " ms), got "
+                            + quote(effective["SUPERVISOR_BACKOFF_MIN_MS"])};
   }
   if (s.redis_reconnect_min > s.redis_reconnect_max) {
     return config_error{"REDIS_RECONNECT_MIN_MS",
-                        "must be <= REDIS_RECONNECT_MAX_MS (" +
-                            effective["REDIS_RECONNECT_MAX_MS"] + " ms), got " +
-                            quote(effective["REDIS_RECONNECT_MIN_MS"])};
+                        "must be <= REDIS_RECONNECT_MAX_MS (" + effective["REDIS_RECONNECT_MAX_MS"]
+                            + " ms), got " + quote(effective["REDIS_RECONNECT_MIN_MS"])};
   }
   return s;
 }
@@ -804,8 +793,9 @@ std::string help_text(const std::string& program) {
   out += "Options:\n";
   out += "  --help          Print this help and exit.\n";
   out += "  --version       Print the version and exit.\n";
-  out += "  --check-config  Validate the configuration, print the effective settings as\n"
-         "                  JSON (secrets shown as \"***\") and exit: 0 if valid, 2 if not.\n\n";
+  out +=
+      "  --check-config  Validate the configuration, print the effective settings as\n"
+      "                  JSON (secrets shown as \"***\") and exit: 0 if valid, 2 if not.\n\n";
   out += "Configuration:\n";
   wrap(out,
        "Settings are read from the environment and from a .env file (KEY=value lines; its "
@@ -816,8 +806,8 @@ std::string help_text(const std::string& program) {
        2, width);
   out += "\nSettings:\n";
   for (const auto& def : table()) {
-    out += "  " + def.name + " (default: " +
-           (def.default_text.empty() ? std::string("unset") : def.default_text) + ")\n";
+    out += "  " + def.name + " (default: "
+           + (def.default_text.empty() ? std::string("unset") : def.default_text) + ")\n";
     wrap(out, def.description, 6, width);
     wrap(out, "Allowed: " + def.kind.allowed + ".", 6, width);
   }
@@ -830,8 +820,8 @@ std::string settings_markdown_table() {
   for (const auto& def : table()) {
     auto def_text = def.default_text.empty() ? std::string("unset")
                                              : "`" + markdown_cell(def.default_text) + "`";
-    out += "| `" + def.name + "` | " + def_text + " | " + markdown_cell(def.description) +
-           " | " + markdown_cell(def.kind.allowed) + " |\n";
+    out += "| `" + def.name + "` | " + def_text + " | " + markdown_cell(def.description) + " | "
+           + markdown_cell(def.kind.allowed) + " |\n";
   }
   return out;
 }

@@ -19,50 +19,50 @@ enum class log_format { text, json };
 /// Every setting the server reads. Defaults here are the documented defaults.
 struct settings {
   // -- network
-  std::string host = "0.0.0.0";                ///< HOST
-  uint16_t port = 8080;                        ///< PORT
-  unsigned http_threads = 0;                   ///< HTTP_THREADS (0 = core count)
-  unsigned actor_threads = 0;                  ///< ACTOR_THREADS (0 = core count)
+  std::string host = "0.0.0.0";  ///< HOST
+  uint16_t port = 8080;          ///< PORT
+  unsigned http_threads = 0;     ///< HTTP_THREADS (0 = core count)
+  unsigned actor_threads = 0;    ///< ACTOR_THREADS (0 = core count)
 
   // -- dependencies
   std::string database_url = "sqlite://data/stellar-insights.db";  ///< DATABASE_URL
-  std::optional<std::string> redis_url;        ///< REDIS_URL (unset: in-process cache)
+  std::optional<std::string> redis_url;                     ///< REDIS_URL (unset: in-process cache)
   std::string horizon_url = "https://horizon.stellar.org";  ///< HORIZON_URL
-  std::optional<std::string> admin_api_token;  ///< ADMIN_API_TOKEN
+  std::optional<std::string> admin_api_token;               ///< ADMIN_API_TOKEN
 
   // -- logging
   /// LOG_LEVEL trace|debug|info|warn|error|critical|off (stored lowercase)
   std::string log_level = "info";
-  log_format log_fmt = log_format::text;       ///< LOG_FORMAT text|json
+  log_format log_fmt = log_format::text;  ///< LOG_FORMAT text|json
 
   // -- shutdown (seconds in the environment, fractions allowed: "0.5")
-  milliseconds shutdown_graceful_timeout{30'000};   ///< SHUTDOWN_GRACEFUL_TIMEOUT=30
-  milliseconds shutdown_background_timeout{10'000}; ///< SHUTDOWN_BACKGROUND_TIMEOUT=10
-  milliseconds shutdown_db_timeout{5'000};          ///< SHUTDOWN_DB_TIMEOUT=5
-  milliseconds shutdown_cache_timeout{5'000};       ///< SHUTDOWN_CACHE_TIMEOUT=5
-  milliseconds shutdown_ws_grace{500};              ///< SHUTDOWN_WS_GRACE_MS=500 (milliseconds)
-  milliseconds shutdown_ws_timeout{5'000};          ///< SHUTDOWN_WS_TIMEOUT=5
-  milliseconds shutdown_drain_delay{0};             ///< SHUTDOWN_DRAIN_DELAY=0
-  milliseconds shutdown_hard_timeout{60'000};       ///< SHUTDOWN_HARD_TIMEOUT=60
-  std::optional<std::string> shutdown_report_path;  ///< SHUTDOWN_REPORT_PATH
+  milliseconds shutdown_graceful_timeout{30'000};    ///< SHUTDOWN_GRACEFUL_TIMEOUT=30
+  milliseconds shutdown_background_timeout{10'000};  ///< SHUTDOWN_BACKGROUND_TIMEOUT=10
+  milliseconds shutdown_db_timeout{5'000};           ///< SHUTDOWN_DB_TIMEOUT=5
+  milliseconds shutdown_cache_timeout{5'000};        ///< SHUTDOWN_CACHE_TIMEOUT=5
+  milliseconds shutdown_ws_grace{500};               ///< SHUTDOWN_WS_GRACE_MS=500 (milliseconds)
+  milliseconds shutdown_ws_timeout{5'000};           ///< SHUTDOWN_WS_TIMEOUT=5
+  milliseconds shutdown_drain_delay{0};              ///< SHUTDOWN_DRAIN_DELAY=0
+  milliseconds shutdown_hard_timeout{60'000};        ///< SHUTDOWN_HARD_TIMEOUT=60
+  std::optional<std::string> shutdown_report_path;   ///< SHUTDOWN_REPORT_PATH
 
   // -- supervision
-  unsigned supervisor_max_restarts = 5;             ///< SUPERVISOR_MAX_RESTARTS=5
-  milliseconds supervisor_restart_window{60'000};   ///< SUPERVISOR_RESTART_WINDOW=60 (s)
-  milliseconds supervisor_backoff_min{100};         ///< SUPERVISOR_BACKOFF_MIN_MS=100
-  milliseconds supervisor_backoff_max{5'000};       ///< SUPERVISOR_BACKOFF_MAX_MS=5000
+  unsigned supervisor_max_restarts = 5;            ///< SUPERVISOR_MAX_RESTARTS=5
+  milliseconds supervisor_restart_window{60'000};  ///< SUPERVISOR_RESTART_WINDOW=60 (s)
+  milliseconds supervisor_backoff_min{100};        ///< SUPERVISOR_BACKOFF_MIN_MS=100
+  milliseconds supervisor_backoff_max{5'000};      ///< SUPERVISOR_BACKOFF_MAX_MS=5000
 
   // -- database
-  unsigned db_pool_size = 4;                        ///< DB_POOL_SIZE=4 (1..64)
-  milliseconds db_query_timeout{10'000};            ///< DB_QUERY_TIMEOUT=10 (s)
-  std::size_t db_queue_limit = 10'000;              ///< DB_QUEUE_LIMIT=10000 (1..1000000)
+  unsigned db_pool_size = 4;              ///< DB_POOL_SIZE=4 (1..64)
+  milliseconds db_query_timeout{10'000};  ///< DB_QUERY_TIMEOUT=10 (s)
+  std::size_t db_queue_limit = 10'000;    ///< DB_QUEUE_LIMIT=10000 (1..1000000)
 
   // -- cache
-  std::size_t cache_max_entries = 10'000;           ///< CACHE_MAX_ENTRIES=10000
-  milliseconds cache_default_ttl{60'000};           ///< CACHE_DEFAULT_TTL=60 (s)
-  milliseconds cache_op_timeout{250};               ///< CACHE_OP_TIMEOUT_MS=250
-  milliseconds redis_reconnect_min{100};            ///< REDIS_RECONNECT_MIN_MS=100
-  milliseconds redis_reconnect_max{5'000};          ///< REDIS_RECONNECT_MAX_MS=5000
+  std::size_t cache_max_entries = 10'000;   ///< CACHE_MAX_ENTRIES=10000
+  milliseconds cache_default_ttl{60'000};   ///< CACHE_DEFAULT_TTL=60 (s)
+  milliseconds cache_op_timeout{250};       ///< CACHE_OP_TIMEOUT_MS=250
+  milliseconds redis_reconnect_min{100};    ///< REDIS_RECONNECT_MIN_MS=100
+  milliseconds redis_reconnect_max{5'000};  ///< REDIS_RECONNECT_MAX_MS=5000
 };
 
 /// A configuration error: the variable at fault and what is allowed.
@@ -100,7 +100,7 @@ struct setting_doc {
   std::string name;
   std::string default_value;  ///< as written in the environment; "" = unset
   std::string description;
-  std::string allowed;        ///< allowed values, e.g. "an integer from 1 to 65535"
+  std::string allowed;  ///< allowed values, e.g. "an integer from 1 to 65535"
 };
 
 /// Every setting the server reads, in --help order.

@@ -24,7 +24,7 @@ struct cache_stats {
 /// A cache. Never throws to callers: a backend failure is a miss (get) or a no-op (set).
 /// Not thread-safe: owned and driven by the cache actor only.
 class cache_backend {
-public:
+ public:
   virtual ~cache_backend() = default;
   /// The value, or nullopt on miss, expiry or backend failure.
   virtual std::optional<std::string> get(const std::string& key) = 0;
@@ -47,17 +47,16 @@ public:
 using cache_clock = std::function<std::chrono::steady_clock::time_point()>;
 
 /// In-process backend: LRU eviction past `max_entries`, lazy TTL expiry.
-std::unique_ptr<cache_backend> make_memory_cache(std::size_t max_entries,
-                                                 cache_clock clock = {});
+std::unique_ptr<cache_backend> make_memory_cache(std::size_t max_entries, cache_clock clock = {});
 
 /// Options of the Redis backend.
 struct redis_options {
-  std::string url;                                  ///< redis://[:password@]host:port[/db]
-  std::chrono::milliseconds op_timeout{250};        ///< connect and command timeout
-  std::chrono::milliseconds reconnect_min{100};     ///< first reconnect backoff
-  std::chrono::milliseconds reconnect_max{5'000};   ///< backoff cap
-  std::string key_prefix = "si:";                   ///< namespace for every key
-  cache_clock clock;                                ///< for backoff timing; default steady
+  std::string url;                                 ///< redis://[:password@]host:port[/db]
+  std::chrono::milliseconds op_timeout{250};       ///< connect and command timeout
+  std::chrono::milliseconds reconnect_min{100};    ///< first reconnect backoff
+  std::chrono::milliseconds reconnect_max{5'000};  ///< backoff cap
+  std::string key_prefix = "si:";                  ///< namespace for every key
+  cache_clock clock;                               ///< for backoff timing; default steady
 };
 
 /// Redis backend. Connects lazily; while Redis is down every call is a miss/no-op and

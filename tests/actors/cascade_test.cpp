@@ -79,10 +79,10 @@ struct cascade_fixture : si::test::coordinator_fixture {
 
 shutdown_plan product_like_plan() {
   return {
-    {"http_gateway", {"cache", "db"}, 1000ms},
-    {"ingestor", {"cache", "db"}, 500ms},
-    {"cache", {"db"}, 300ms},
-    {"db", {}, 300ms},
+      {"http_gateway", {"cache", "db"}, 1000ms},
+      {"ingestor", {"cache", "db"}, 500ms},
+      {"cache", {"db"}, 300ms},
+      {"db", {}, 300ms},
   };
 }
 
@@ -90,9 +90,9 @@ shutdown_plan product_like_plan() {
 
 TEST_CASE_METHOD(cascade_fixture, "cascade stops actors in the plan's dependency order",
                  "[cascade]") {
-  start(product_like_plan(), {child("db", on_drain::reply), child("cache", on_drain::reply),
-                              child("ingestor", on_drain::reply),
-                              child("http_gateway", on_drain::reply)});
+  start(product_like_plan(),
+        {child("db", on_drain::reply), child("cache", on_drain::reply),
+         child("ingestor", on_drain::reply), child("http_gateway", on_drain::reply)});
   // Started dependencies first.
   CHECK(log->index_of("spawn:db") < log->index_of("spawn:cache"));
   CHECK(log->index_of("spawn:cache") < log->index_of("spawn:http_gateway"));
@@ -167,15 +167,14 @@ TEST_CASE_METHOD(cascade_fixture, "a child that crashes mid-drain is reported fa
   REQUIRE(exit_code.has_value());
   CHECK(*exit_code == exit_code::unclean_shutdown);
   CHECK(actor_entry("flaky")["outcome"] == "failed");
-  CHECK(actor_entry("flaky")["detail"].get<std::string>().find("runtime_error") !=
-        std::string::npos);
+  CHECK(actor_entry("flaky")["detail"].get<std::string>().find("runtime_error")
+        != std::string::npos);
   CHECK(actor_entry("db")["outcome"] == "ok");
   // Not restarted during shutdown.
   CHECK(log->count("spawn:flaky") == 1);
 }
 
-TEST_CASE_METHOD(cascade_fixture, "a second signal forces every unfinished actor",
-                 "[cascade]") {
+TEST_CASE_METHOD(cascade_fixture, "a second signal forces every unfinished actor", "[cascade]") {
   start({{"slow", {"db"}, 10'000ms}, {"db", {}, 300ms}},
         {child("slow", on_drain::hold), child("db", on_drain::reply)});
   signal();
@@ -227,8 +226,8 @@ TEST_CASE_METHOD(cascade_fixture,
   run_jobs();
   REQUIRE(exit_code.has_value());
   CHECK(*exit_code == exit_code::restart_intensity);
-  CHECK(report["reason"].get<std::string>().find("restart intensity exceeded: 'worker'") !=
-        std::string::npos);
+  CHECK(report["reason"].get<std::string>().find("restart intensity exceeded: 'worker'")
+        != std::string::npos);
   CHECK(actor_entry("worker")["outcome"] == "failed");  // it was down when its turn came
   CHECK(actor_entry("db")["outcome"] == "ok");
 }
@@ -238,8 +237,8 @@ TEST_CASE_METHOD(cascade_fixture, "restarts outside the window do not count", "[
   for (int i = 0; i < 3; ++i) {
     caf::anon_send(lookup("worker"), caf::reset_atom_v);
     run_jobs();
-    advance(100ms);   // restarted after the first backoff
-    advance(61s);     // and the crash leaves the 60 s window
+    advance(100ms);  // restarted after the first backoff
+    advance(61s);    // and the crash leaves the 60 s window
   }
   CHECK(log->count("spawn:worker") == 4);
   CHECK_FALSE(exit_code.has_value());
@@ -291,12 +290,13 @@ TEST_CASE("supervision refuses a plan and children that disagree", "[plan]") {
   CHECK_FALSE(validate_supervision(plan, {{"a", noop}}).has_value());
   CHECK(validate_supervision(plan, {}).value().find("unknown actor 'a'") != std::string::npos);
   CHECK(validate_supervision(plan, {{"a", noop}, {"b", noop}})
-          .value()
-          .find("'b' is not in the shutdown plan") != std::string::npos);
-  CHECK(validate_supervision(plan, {{"a", noop}, {"a", noop}}).value().find("twice") !=
-        std::string::npos);
-  CHECK(validate_supervision(plan, {{"a", {}}}).value().find("no spawn function") !=
-        std::string::npos);
+            .value()
+            .find("'b' is not in the shutdown plan")
+        != std::string::npos);
+  CHECK(validate_supervision(plan, {{"a", noop}, {"a", noop}}).value().find("twice")
+        != std::string::npos);
+  CHECK(validate_supervision(plan, {{"a", {}}}).value().find("no spawn function")
+        != std::string::npos);
 }
 
 TEST_CASE("restart backoff doubles up to its cap", "[restart]") {

@@ -27,8 +27,7 @@ namespace {
 struct real_system {
   caf::actor_system_config cfg;
   caf::actor_system sys;
-  real_system() : sys(init(cfg)) {
-  }
+  real_system() : sys(init(cfg)) {}
   static caf::actor_system_config& init(caf::actor_system_config& cfg) {
     cfg.set("scheduler.max-threads", size_t{2});
     cfg.set("logger.file-verbosity", caf::atom("quiet"));
@@ -38,11 +37,11 @@ struct real_system {
 };
 
 storage::database_url temp_sqlite(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("si-actors-" + std::to_string(::getpid()) + "-" + name);
+  auto dir = std::filesystem::temp_directory_path()
+             / ("si-actors-" + std::to_string(::getpid()) + "-" + name);
   std::filesystem::remove_all(dir);
   auto url = std::get<storage::database_url>(
-    storage::parse_database_url("sqlite://" + (dir / "t.db").string()));
+      storage::parse_database_url("sqlite://" + (dir / "t.db").string()));
   auto sql = storage::open_session(url);
   storage::migrate(*sql, url.kind);
   return url;
@@ -56,10 +55,25 @@ db_task list_reports() {
 
 db_task insert_report(int n) {
   return {"shutdown_reports.insert", [n](soci::session& sql) {
-            nlohmann::json report{{"reason", "test"}, {"exit_code", 0}, {"n", n},
-                                  {"all_ok", true}, {"actors", nlohmann::json::array()}};
+            nlohmann::json report{{"reason", "test"},
+                                  {"exit_code", 0},
+                                  {"n", n},
+                                  {"all_ok", true},
+                                  {"actors", nlohmann::json::array()}};
             return nlohmann::json(storage::insert_shutdown_report(sql, report));
           }};
+}
+
+/// Drains the db actor and checks its report counted `queries` successful queries.
+void drain_and_check(caf::scoped_actor& self, const db_actor& db, int queries) {
+  self->request(db, 10s, drain_atom_v)
+      .receive(
+          [&](std::string& counts) {
+            auto j = nlohmann::json::parse(counts);
+            CHECK(j["queries"].get<int>() >= queries);
+            CHECK(j["in_flight"] == 0);
+          },
+          [](caf::error& err) { FAIL(to_string(err)); });
 }
 
 void run_db_suite(const storage::database_url& url) {
@@ -74,14 +88,15 @@ void run_db_suite(const storage::database_url& url) {
   SECTION("queries run on the pool and return their results") {
     for (int i = 0; i < 5; ++i) {
       self->request(db, 5s, query_atom_v, insert_report(i))
-        .receive([](db_result& id) { CHECK(id.value.get<long long>() > 0); },
-                 [](caf::error& err) { FAIL(to_string(err)); });
+          .receive([](db_result& id) { CHECK(id.value.get<long long>() > 0); },
+                   [](caf::error& err) { FAIL(to_string(err)); });
     }
     self->request(db, 5s, query_atom_v, list_reports())
-      .receive([](db_result& rows) { CHECK(rows.value.size() >= 5); },
-               [](caf::error& err) { FAIL(to_string(err)); });
+        .receive([](db_result& rows) { CHECK(rows.value.size() >= 5); },
+                 [](caf::error& err) { FAIL(to_string(err)); });
     self->request(db, 5s, health_atom_v)
-      .receive([](bool ok) { CHECK(ok); }, [](caf::error& err) { FAIL(to_string(err)); });
+        .receive([](bool ok) { CHECK(ok); }, [](caf::error& err) { FAIL(to_string(err)); });
+    drain_and_check(self, db, 7);
   }
 
   SECTION("a throwing query answers query_failed and the pool keeps working") {
@@ -90,14 +105,14 @@ void run_db_suite(const storage::database_url& url) {
                   return nullptr;
                 }};
     self->request(db, 5s, query_atom_v, bad)
-      .receive([](db_result&) { FAIL("expected an error"); },
-               [](caf::error& err) {
-                 CHECK(is_error(err, errc::query_failed));
-                 CHECK(to_string(err).find("bad") != std::string::npos);
-               });
+        .receive([](db_result&) { FAIL("expected an error"); },
+                 [](caf::error& err) {
+                   CHECK(is_error(err, errc::query_failed));
+                   CHECK(to_string(err).find("bad") != std::string::npos);
+                 });
     self->request(db, 5s, query_atom_v, list_reports())
-      .receive([](db_result&) { SUCCEED(); },
-               [](caf::error& err) { FAIL(to_string(err)); });
+        .receive([](db_result&) { SUCCEED(); }, [](caf::error& err) { FAIL(to_string(err)); });
+    drain_and_check(self, db, 1);
   }
 
   SECTION("drain waits for the running query, refuses new ones, then reports") {
@@ -115,20 +130,21 @@ void run_db_suite(const storage::database_url& url) {
     started->get_future().wait();  // the query is running on a worker
     auto drain_reply = self->request(db, 10s, drain_atom_v);
     self->request(db, 5s, query_atom_v, list_reports())
-      .receive([](db_result&) { FAIL("a query during drain must be refused"); },
-               [](caf::error& err) { CHECK(is_error(err, errc::closing)); });
+        .receive([](db_result&) { FAIL("a query during drain must be refused"); },
+                 [](caf::error& err) { CHECK(is_error(err, errc::closing)); });
     release->set_value();
-    std::move(slow_reply).receive([](db_result& v) { CHECK(v.value.get<int>() == 1); },
-                                  [](caf::error& err) { FAIL(to_string(err)); });
+    std::move(slow_reply)
+        .receive([](db_result& v) { CHECK(v.value.get<int>() == 1); },
+                 [](caf::error& err) { FAIL(to_string(err)); });
     std::move(drain_reply)
-      .receive(
-        [](std::string& counts) {
-          auto j = nlohmann::json::parse(counts);
-          CHECK(j["queries"] == 1);
-          CHECK(j["refused"] == 1);
-          CHECK(j["in_flight"] == 0);
-        },
-        [](caf::error& err) { FAIL(to_string(err)); });
+        .receive(
+            [](std::string& counts) {
+              auto j = nlohmann::json::parse(counts);
+              CHECK(j["queries"] == 1);
+              CHECK(j["refused"] == 1);
+              CHECK(j["in_flight"] == 0);
+            },
+            [](caf::error& err) { FAIL(to_string(err)); });
   }
 }
 
@@ -164,20 +180,20 @@ TEST_CASE("db actor replaces a worker stuck past the query timeout", "[db][sqlit
                   return nlohmann::json(true);
                 }};
   self->request(db, 5s, query_atom_v, stuck)
-    .receive([](db_result&) { FAIL("expected a timeout"); },
-             [](caf::error& err) { CHECK(err == caf::sec::request_timeout); });
+      .receive([](db_result&) { FAIL("expected a timeout"); },
+               [](caf::error& err) { CHECK(err == caf::sec::request_timeout); });
   // The pool has one fresh worker: the next query runs although the old one is stuck.
   self->request(db, 5s, query_atom_v, list_reports())
-    .receive([](db_result&) { SUCCEED(); },
-             [](caf::error& err) { FAIL(to_string(err)); });
+      .receive([](db_result&) { SUCCEED(); }, [](caf::error& err) { FAIL(to_string(err)); });
   release->set_value();
-  self->request(db, 5s, stats_atom_v).receive(
-    [](std::string& s) {
-      auto j = nlohmann::json::parse(s);
-      CHECK(j["replaced_workers"] == 1);
-      CHECK(j["failed"] == 1);
-    },
-    [](caf::error& err) { FAIL(to_string(err)); });
+  self->request(db, 5s, stats_atom_v)
+      .receive(
+          [](std::string& s) {
+            auto j = nlohmann::json::parse(s);
+            CHECK(j["replaced_workers"] == 1);
+            CHECK(j["failed"] == 1);
+          },
+          [](caf::error& err) { FAIL(to_string(err)); });
 }
 
 namespace {
@@ -186,13 +202,16 @@ void run_cache_suite(cache_actor cache, caf::scoped_actor& self, const char* bac
   auto get = [&](const std::string& key) {
     std::pair<bool, std::string> out;
     self->request(cache, 5s, get_atom_v, key)
-      .receive([&](bool found, std::string& v) { out = {found, v}; },
-               [](caf::error& err) { FAIL(to_string(err)); });
+        .receive(
+            [&](bool found, std::string& v) {
+              out = {found, v};
+            },
+            [](caf::error& err) { FAIL(to_string(err)); });
     return out;
   };
   auto put = [&](const std::string& key, const std::string& value) {
     self->request(cache, 5s, put_atom_v, key, value, int64_t{60'000})
-      .receive([](bool) {}, [](caf::error& err) { FAIL(to_string(err)); });
+        .receive([](bool) {}, [](caf::error& err) { FAIL(to_string(err)); });
   };
   CHECK_FALSE(get("corridors:list").first);
   put("corridors:list", "[1,2]");
@@ -200,23 +219,23 @@ void run_cache_suite(cache_actor cache, caf::scoped_actor& self, const char* bac
   put("anchors:list", "[]");
   CHECK(get("corridors:list") == std::make_pair(true, std::string{"[1,2]"}));
   self->request(cache, 5s, invalidate_atom_v, std::string{"corridors:*"})
-    .receive([](uint64_t n) { CHECK(n == 2); }, [](caf::error& err) { FAIL(to_string(err)); });
+      .receive([](uint64_t n) { CHECK(n == 2); }, [](caf::error& err) { FAIL(to_string(err)); });
   CHECK_FALSE(get("corridors:list").first);
   CHECK(get("anchors:list").first);
   self->request(cache, 5s, health_atom_v)
-    .receive([](std::string& h) { CHECK(h == "ok"); },
-             [](caf::error& err) { FAIL(to_string(err)); });
+      .receive([](std::string& h) { CHECK(h == "ok"); },
+               [](caf::error& err) { FAIL(to_string(err)); });
   self->request(cache, 5s, drain_atom_v)
-    .receive(
-      [&](std::string& counts) {
-        auto j = nlohmann::json::parse(counts);
-        CHECK(j["backend"] == backend);
-        CHECK(j["hits"] == 2);
-        CHECK(j["misses"] == 2);
-        CHECK(j["invalidations"] == 2);
-        CHECK(j["hit_rate_percent"] == Approx(50.0));
-      },
-      [](caf::error& err) { FAIL(to_string(err)); });
+      .receive(
+          [&](std::string& counts) {
+            auto j = nlohmann::json::parse(counts);
+            CHECK(j["backend"] == backend);
+            CHECK(j["hits"] == 2);
+            CHECK(j["misses"] == 2);
+            CHECK(j["invalidations"] == 2);
+            CHECK(j["hit_rate_percent"] == Approx(50.0));
+          },
+          [](caf::error& err) { FAIL(to_string(err)); });
 }
 
 }  // namespace
@@ -245,8 +264,7 @@ TEST_CASE("cache actor on Redis", "[cache][redis]") {
   run_cache_suite(cache, self, "redis");
 }
 
-TEST_CASE("cache actor with Redis unreachable answers misses and degraded",
-          "[cache][redis]") {
+TEST_CASE("cache actor with Redis unreachable answers misses and degraded", "[cache][redis]") {
   real_system rs;
   caf::scoped_actor self{rs.sys};
   auto cache = spawn_cache(rs.sys, [] {
@@ -256,11 +274,11 @@ TEST_CASE("cache actor with Redis unreachable answers misses and degraded",
     return storage::make_redis_cache(o);
   });
   self->request(cache, 5s, put_atom_v, std::string{"k"}, std::string{"v"}, int64_t{1000})
-    .receive([](bool) {}, [](caf::error& err) { FAIL(to_string(err)); });
+      .receive([](bool) {}, [](caf::error& err) { FAIL(to_string(err)); });
   self->request(cache, 5s, get_atom_v, std::string{"k"})
-    .receive([](bool found, std::string&) { CHECK_FALSE(found); },
-             [](caf::error& err) { FAIL(to_string(err)); });
+      .receive([](bool found, std::string&) { CHECK_FALSE(found); },
+               [](caf::error& err) { FAIL(to_string(err)); });
   self->request(cache, 5s, health_atom_v)
-    .receive([](std::string& h) { CHECK(h == "degraded"); },
-             [](caf::error& err) { FAIL(to_string(err)); });
+      .receive([](std::string& h) { CHECK(h == "degraded"); },
+               [](caf::error& err) { FAIL(to_string(err)); });
 }

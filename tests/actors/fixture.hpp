@@ -28,8 +28,8 @@ inline caf::actor_system_config& testing_config(caf::actor_system_config& cfg) {
 struct coordinator_fixture {
   caf::actor_system_config cfg;
   caf::actor_system sys{testing_config(cfg)};
-  caf::scheduler::test_coordinator& sched
-    = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
+  caf::scheduler::test_coordinator& sched =
+      dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
 
   coordinator_fixture() {
     sched.clock().current_time += std::chrono::hours(1);
@@ -54,10 +54,10 @@ struct coordinator_fixture {
 
 /// What a fake child does when asked to drain.
 enum class on_drain {
-  reply,      ///< reply its counts at once and quit
-  hold,       ///< keep the reply until it receives ok_atom
-  ignore,     ///< never reply (a hung subsystem)
-  crash,      ///< exit with an error mid-drain
+  reply,   ///< reply its counts at once and quit
+  hold,    ///< keep the reply until it receives ok_atom
+  ignore,  ///< never reply (a hung subsystem)
+  crash,   ///< exit with an error mid-drain
 };
 
 /// Shared event log of fake children ("spawn:a", "drain:a", "exit:a").
@@ -92,31 +92,31 @@ inline caf::behavior fake_child(caf::stateful_actor<fake_state>* self, std::stri
   log->events.push_back("spawn:" + name);
   self->attach_functor([=] { log->events.push_back("exit:" + name); });
   return {
-    [=](drain_atom) -> caf::result<std::string> {
-      log->events.push_back("drain:" + name);
-      switch (mode) {
-        case on_drain::reply:
+      [=](drain_atom) -> caf::result<std::string> {
+        log->events.push_back("drain:" + name);
+        switch (mode) {
+          case on_drain::reply:
+            self->quit();
+            return std::string{R"({"handled":7})"};
+          case on_drain::crash:
+            self->quit(caf::sec::runtime_error);  // dies without a reply
+            return caf::delegated<std::string>{};
+          case on_drain::hold:
+          case on_drain::ignore:
+            break;
+        }
+        auto rp = self->make_response_promise();
+        self->state.pending = rp;
+        return caf::delegated<std::string>{};
+      },
+      [=](caf::ok_atom) {
+        if (self->state.pending) {
+          self->state.pending->deliver(std::string{R"({"handled":1})"});
+          self->state.pending.reset();
           self->quit();
-          return std::string{R"({"handled":7})"};
-        case on_drain::crash:
-          self->quit(caf::sec::runtime_error);  // dies without a reply
-          return caf::delegated<std::string>{};
-        case on_drain::hold:
-        case on_drain::ignore:
-          break;
-      }
-      auto rp = self->make_response_promise();
-      self->state.pending = rp;
-      return caf::delegated<std::string>{};
-    },
-    [=](caf::ok_atom) {
-      if (self->state.pending) {
-        self->state.pending->deliver(std::string{R"({"handled":1})"});
-        self->state.pending.reset();
-        self->quit();
-      }
-    },
-    [=](caf::reset_atom) { self->quit(caf::sec::runtime_error); },
+        }
+      },
+      [=](caf::reset_atom) { self->quit(caf::sec::runtime_error); },
   };
 }
 

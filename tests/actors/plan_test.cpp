@@ -10,12 +10,12 @@ using namespace std::chrono_literals;
 
 TEST_CASE("a valid plan yields dependency-ordered waves", "[plan]") {
   shutdown_plan plan{
-    {"http_gateway", {"cache", "db", "ws_hub"}, 30s},
-    {"ingestor", {"db", "cache", "broadcaster"}, 10s},
-    {"broadcaster", {"ws_hub"}, 1s},
-    {"ws_hub", {}, 5s},
-    {"cache", {"db"}, 5s},
-    {"db", {}, 5s},
+      {"http_gateway", {"cache", "db", "ws_hub"}, 30s},
+      {"ingestor", {"db", "cache", "broadcaster"}, 10s},
+      {"broadcaster", {"ws_hub"}, 1s},
+      {"ws_hub", {}, 5s},
+      {"cache", {"db"}, 5s},
+      {"db", {}, 5s},
   };
   REQUIRE_FALSE(validate_plan(plan).has_value());
   auto waves = stop_waves(plan);
@@ -33,14 +33,12 @@ TEST_CASE("a valid plan yields dependency-ordered waves", "[plan]") {
 TEST_CASE("plan validation rejects what cannot be stopped in order", "[plan]") {
   CHECK(validate_plan({}).value() == "shutdown plan is empty");
   CHECK(validate_plan({{"", {}, 1s}}).value().find("empty actor name") != std::string::npos);
-  CHECK(validate_plan({{"a", {}, 1s}, {"a", {}, 1s}}).value().find("'a' twice") !=
-        std::string::npos);
-  CHECK(validate_plan({{"a", {"ghost"}, 1s}}).value().find("unknown actor 'ghost'") !=
-        std::string::npos);
-  CHECK(validate_plan({{"a", {"a"}, 1s}}).value().find("depends on itself") !=
-        std::string::npos);
-  CHECK(validate_plan({{"a", {}, 0ms}}).value().find("no positive deadline") !=
-        std::string::npos);
+  CHECK(validate_plan({{"a", {}, 1s}, {"a", {}, 1s}}).value().find("'a' twice")
+        != std::string::npos);
+  CHECK(validate_plan({{"a", {"ghost"}, 1s}}).value().find("unknown actor 'ghost'")
+        != std::string::npos);
+  CHECK(validate_plan({{"a", {"a"}, 1s}}).value().find("depends on itself") != std::string::npos);
+  CHECK(validate_plan({{"a", {}, 0ms}}).value().find("no positive deadline") != std::string::npos);
   auto cycle = validate_plan({{"a", {"b"}, 1s}, {"b", {"c"}, 1s}, {"c", {"a"}, 1s}});
   REQUIRE(cycle.has_value());
   CHECK(cycle->find("cycle: a -> b -> c -> a") != std::string::npos);

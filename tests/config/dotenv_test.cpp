@@ -19,9 +19,9 @@ class temp_file {
  public:
   explicit temp_file(const std::string& content) {
     static std::atomic<int> counter{0};
-    path_ = (fs::temp_directory_path() /
-             ("si_dotenv_test_" + std::to_string(::getpid()) + "_" +
-              std::to_string(counter++) + ".env"))
+    path_ = (fs::temp_directory_path()
+             / ("si_dotenv_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++)
+                + ".env"))
                 .string();
     std::ofstream out(path_, std::ios::binary);
     out << content;

@@ -22,8 +22,7 @@ namespace {
 /// Sends log output to a string for one test, then back to stderr at the defaults.
 class captured_logs {
  public:
-  explicit captured_logs(const std::string& level = "info",
-                         log_format format = log_format::json) {
+  explicit captured_logs(const std::string& level = "info", log_format format = log_format::json) {
     reinit(level, format);
   }
   ~captured_logs() {
@@ -62,13 +61,13 @@ double seconds_from_now(const std::string& ts) {
   std::tm tm{};
   int millis = 0;
   REQUIRE(std::sscanf(ts.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon,
-                      &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &millis) == 7);
+                      &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &millis)
+          == 7);
   tm.tm_year -= 1900;
   tm.tm_mon -= 1;
   auto stamp = static_cast<double>(timegm(&tm)) + millis / 1000.0;
-  auto now = std::chrono::duration<double>(
-                 std::chrono::system_clock::now().time_since_epoch())
-                 .count();
+  auto now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   return now - stamp;
 }
 
@@ -97,8 +96,7 @@ TEST_CASE("json logs: one object per line with ts, level, logger, msg", "[config
   CHECK(age < 300.0);
   // The key order is part of the contract.
   CHECK(lines[0].rfind("{\"ts\":\"", 0) == 0);
-  CHECK(lines[0].find("\",\"level\":\"info\",\"logger\":\"db\",\"msg\":\"") !=
-        std::string::npos);
+  CHECK(lines[0].find("\",\"level\":\"info\",\"logger\":\"db\",\"msg\":\"") != std::string::npos);
 
   auto second = json::parse(lines[1]);
   CHECK(second.at("level") == "warn");
@@ -171,8 +169,7 @@ TEST_CASE("spdlog's default logger follows the configuration", "[config][logging
   CHECK(json::parse(lines[0]).at("msg") == "via default");
 }
 
-TEST_CASE("logger() returns one shared logger per subsystem, thread-safely",
-          "[config][logging]") {
+TEST_CASE("logger() returns one shared logger per subsystem, thread-safely", "[config][logging]") {
   captured_logs logs;
   CHECK(logger("db") == logger("db"));
   CHECK(logger("db") != logger("cache"));

@@ -188,8 +188,8 @@ TEST_CASE("valid values are typed and converted", "[config]") {
     CHECK(load_ok({{"LOG_FORMAT", "text"}}).log_fmt == log_format::text);
   }
   SECTION("URLs") {
-    for (const char* url : {"sqlite://data/x.db", "sqlite:///abs/path.db", "sqlite::memory:",
-                            "postgresql://u:p@db:5432/si", "postgres://db/si"}) {
+    for (const char* url : {"sqlite://data/x.db", "sqlite:///abs/path.db",
+                            "sqlite::memory:", "postgresql://u:p@db:5432/si", "postgres://db/si"}) {
       CHECK(load_ok({{"DATABASE_URL", url}}).database_url == url);
     }
     for (const char* url : {"http://localhost:8000", "https://horizon-testnet.stellar.org/",
@@ -216,14 +216,15 @@ namespace {
 const std::vector<std::pair<std::string, std::vector<std::string>>>& bad_values() {
   static const std::vector<std::pair<std::string, std::vector<std::string>>> v{
       {"HOST", {"", "my host", " 0.0.0.0"}},
-      {"PORT", {"0", "65536", "80a", "-1", " 80", "abc", "8080.0", "+80", "",
-                "99999999999999999999999"}},
+      {"PORT",
+       {"0", "65536", "80a", "-1", " 80", "abc", "8080.0", "+80", "", "99999999999999999999999"}},
       {"HTTP_THREADS", {"257", "-1", "x", "1.5"}},
       {"ACTOR_THREADS", {"257", "two", ""}},
       {"DATABASE_URL", {"mysql://u@h/db", "", "sqlite://", "data.db", "SQLITE://x.db"}},
       {"REDIS_URL", {"http://localhost", "redis://", "localhost:6379"}},
-      {"HORIZON_URL", {"ftp://x", "https://", "horizon.stellar.org", "http://:80",
-                       "https://host:99999", "https://ho st", ""}},
+      {"HORIZON_URL",
+       {"ftp://x", "https://", "horizon.stellar.org", "http://:80", "https://host:99999",
+        "https://ho st", ""}},
       {"LOG_LEVEL", {"verbose", "", "warning"}},
       {"LOG_FORMAT", {"xml", "", "logfmt"}},
       {"SHUTDOWN_GRACEFUL_TIMEOUT", {"abc", "-1", "1e3", "0.5s", ""}},
@@ -283,15 +284,17 @@ TEST_CASE("invalid values: messages say what is allowed", "[config]") {
   CHECK(load_err({{"SHUTDOWN_DB_TIMEOUT", "abc"}}).to_string() ==
         "SHUTDOWN_DB_TIMEOUT: must be a number of seconds >= 0 (fractions allowed, e.g. 0.5), "
         "at most 86400, got 'abc'");
-  CHECK(load_err({{"PORT", "0"}}).to_string() ==
-        "PORT: must be an integer from 1 to 65535, got '0'");
+  CHECK(load_err({{"PORT", "0"}}).to_string()
+        == "PORT: must be an integer from 1 to 65535, got '0'");
   CHECK(load_err({{"SHUTDOWN_HARD_TIMEOUT", "0"}}).message.find("> 0") != std::string::npos);
   CHECK(load_err({{"DB_POOL_SIZE", "65"}}).message.find("from 1 to 64") != std::string::npos);
-  CHECK(load_err({{"LOG_LEVEL", "loud"}}).message.find("trace, debug, info, warn, error, "
-                                                       "critical, off") != std::string::npos);
+  CHECK(load_err({{"LOG_LEVEL", "loud"}})
+            .message.find("trace, debug, info, warn, error, "
+                          "critical, off")
+        != std::string::npos);
   CHECK(load_err({{"LOG_FORMAT", "xml"}}).message.find("text or json") != std::string::npos);
-  CHECK(load_err({{"CACHE_OP_TIMEOUT_MS", "0"}}).message.find("from 1 to 60000") !=
-        std::string::npos);
+  CHECK(load_err({{"CACHE_OP_TIMEOUT_MS", "0"}}).message.find("from 1 to 60000")
+        != std::string::npos);
 }
 
 TEST_CASE("invalid values: quoted safely, URL passwords redacted", "[config]") {
@@ -333,11 +336,13 @@ TEST_CASE("cross-field checks", "[config]") {
     auto ok = load_ok({{"SHUTDOWN_HARD_TIMEOUT", "30.001"}});
     CHECK(ok.shutdown_hard_timeout == milliseconds{30'001});
     // The sources mix: graceful from .env, hard from env (which hides the .env one).
-    CHECK(load_err({{"SHUTDOWN_HARD_TIMEOUT", "10"}}, {{"SHUTDOWN_GRACEFUL_TIMEOUT", "15"},
-                                                       {"SHUTDOWN_HARD_TIMEOUT", "99"}})
-              .variable == "SHUTDOWN_HARD_TIMEOUT");
+    CHECK(load_err({{"SHUTDOWN_HARD_TIMEOUT", "10"}},
+                   {{"SHUTDOWN_GRACEFUL_TIMEOUT", "15"}, {"SHUTDOWN_HARD_TIMEOUT", "99"}})
+              .variable
+          == "SHUTDOWN_HARD_TIMEOUT");
     CHECK(load_ok({{"SHUTDOWN_HARD_TIMEOUT", "10"}}, {{"SHUTDOWN_GRACEFUL_TIMEOUT", "5"}})
-              .shutdown_hard_timeout == milliseconds{10'000});
+              .shutdown_hard_timeout
+          == milliseconds{10'000});
   }
   SECTION("SUPERVISOR_BACKOFF_MIN_MS <= SUPERVISOR_BACKOFF_MAX_MS") {
     auto err = load_err({{"SUPERVISOR_BACKOFF_MIN_MS", "6000"}});
@@ -356,7 +361,8 @@ TEST_CASE("cross-field checks", "[config]") {
     auto lowered_max = load_err({}, {{"REDIS_RECONNECT_MAX_MS", "99"}});
     CHECK(lowered_max.variable == "REDIS_RECONNECT_MIN_MS");
     CHECK(load_ok({{"REDIS_RECONNECT_MIN_MS", "0"}, {"REDIS_RECONNECT_MAX_MS", "0"}})
-              .redis_reconnect_max == milliseconds{0});
+              .redis_reconnect_max
+          == milliseconds{0});
   }
   SECTION("a per-field error comes before a cross-field one") {
     auto err = load_err({{"SHUTDOWN_HARD_TIMEOUT", "1"}, {"PORT", "x"}});
@@ -383,8 +389,8 @@ TEST_CASE("dotenv_path and unknown_names", "[config]") {
   CHECK(dotenv_path({}) == ".env");
   CHECK(dotenv_path({{"DOTENV_PATH", ""}}) == ".env");
   CHECK(dotenv_path({{"DOTENV_PATH", "/etc/si.env"}}) == "/etc/si.env");
-  auto unknown = unknown_names({{"PORT", "1"}, {"PROT", "2"}, {"DOTENV_PATH", "x"},
-                                {"LOG_LEVELS", "info"}});
+  auto unknown =
+      unknown_names({{"PORT", "1"}, {"PROT", "2"}, {"DOTENV_PATH", "x"}, {"LOG_LEVELS", "info"}});
   CHECK(unknown == std::vector<std::string>{"LOG_LEVELS", "PROT"});
 }
 
@@ -422,8 +428,10 @@ TEST_CASE("describe renders every setting and redacts secrets", "[config]") {
     CHECK(o.at("ADMIN_API_TOKEN").is_null());
   }
   SECTION("unsecret values round-trip through load") {
-    auto plain = load_ok({{"SHUTDOWN_DB_TIMEOUT", "0.25"}, {"PORT", "81"},
-                          {"LOG_LEVEL", "DEBUG"}, {"SHUTDOWN_REPORT_PATH", "/tmp/x.json"}});
+    auto plain = load_ok({{"SHUTDOWN_DB_TIMEOUT", "0.25"},
+                          {"PORT", "81"},
+                          {"LOG_LEVEL", "DEBUG"},
+                          {"SHUTDOWN_REPORT_PATH", "/tmp/x.json"}});
     auto rendered = nlohmann::json::parse(describe(plain));
     env_map env;
     for (const auto& [key, value] : rendered.items()) {
@@ -449,13 +457,11 @@ TEST_CASE("help text lists options and every documented setting", "[config]") {
   for (const auto& doc : documented_settings()) {
     INFO(doc.name);
     auto default_text = doc.default_value.empty() ? std::string("unset") : doc.default_value;
-    CHECK(help.find("  " + doc.name + " (default: " + default_text + ")\n") !=
-          std::string::npos);
+    CHECK(help.find("  " + doc.name + " (default: " + default_text + ")\n") != std::string::npos);
     CHECK_FALSE(doc.description.empty());
     CHECK_FALSE(doc.allowed.empty());
     // The first word of the description is there (descriptions are word-wrapped).
-    CHECK(help.find(doc.description.substr(0, doc.description.find(' '))) !=
-          std::string::npos);
+    CHECK(help.find(doc.description.substr(0, doc.description.find(' '))) != std::string::npos);
   }
   std::istringstream lines(help);
   std::string line;
