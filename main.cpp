@@ -2,11 +2,14 @@
 
 #include "actors/cache.hpp"
 #include "actors/db.hpp"
+#include "actors/http_gateway.hpp"
 #include "actors/root_supervisor.hpp"
 #include "actors/shutdown_plan.hpp"
 #include "actors/shutdown_summary.hpp"
 #include "config/logging.hpp"
 #include "config/settings.hpp"
+#include "net/http_server.hpp"
+#include "net/prometheus.hpp"
 #include "storage/database.hpp"
 #include "storage/shutdown_reports.hpp"
 
@@ -146,11 +149,19 @@ int main(int argc, char** argv) {
   }
   auto t_start = steady::now();
 
+  auto metrics = std::make_shared<net::metrics_registry>();
+  actors::describe_http_metrics(*metrics);
+  actors::describe_lifecycle_metrics(*metrics);
+
   // -- schema first: no actor starts against a database that is not migrated.
   try {
     auto sql = storage::open_session(db_url);
     auto version = storage::migrate(*sql, db_url.kind);
     log->info("database {} at schema version {}", db_url.redacted, version);
+    auto last = storage::list_shutdown_reports(*sql, 1);
+    if (!last.empty()) {
+      actors::export_shutdown_metrics(*metrics, last.front());
+    }
   } catch (const std::exception& e) {
     log->critical("cannot open or migrate the database: {}", e.what());
     return actors::exit_code::startup_failure;
@@ -193,6 +204,9 @@ int main(int argc, char** argv) {
   opts.restart_window = s.supervisor_restart_window;
   opts.backoff_min = s.supervisor_backoff_min;
   opts.backoff_max = s.supervisor_backoff_max;
+  opts.on_restart = [metrics](const std::string& name) {
+    metrics->counter_add("si_actor_restarts_total", {{"actor", name}});
+  };
   opts.children.push_back({"db", [&s, db_url](caf::actor_system& sys, const actors::directory&) {
                              actors::db_options o;
                              o.url = db_url;
@@ -215,6 +229,41 @@ int main(int argc, char** argv) {
                              };
                              return caf::actor_cast<caf::actor>(actors::spawn_cache(sys, factory));
                            }});
+  auto server_opts = std::make_shared<net::http_server_options>();
+  server_opts->host = s.host;
+  server_opts->port = s.port;
+  server_opts->io_threads = s.http_threads;
+  server_opts->read_header_timeout = s.http_read_header_timeout;
+  server_opts->read_body_timeout = s.http_read_body_timeout;
+  server_opts->write_timeout = s.http_write_timeout;
+  server_opts->keep_alive_idle_timeout = s.http_idle_timeout;
+  server_opts->header_limit = s.http_header_limit;
+  server_opts->body_limit = s.http_body_limit;
+  server_opts->max_connections = s.http_max_connections;
+  server_opts->max_pipelined = s.http_max_pipelined;
+  server_opts->drain_idle_window = s.shutdown_idle_window;
+  opts.children.push_back(
+      {"http_gateway",
+       [&s, server_opts, metrics](caf::actor_system& sys, const actors::directory& deps) {
+         actors::http_gateway_options g;
+         g.server = server_opts;
+         // A dependency that is down right now is an invalid handle: requests answer 503
+         // until the supervisor sends the restarted one.
+         auto dep = [&deps](const char* name) {
+           auto i = deps.find(name);
+           return i == deps.end() ? caf::actor{} : i->second;
+         };
+         g.db = caf::actor_cast<actors::db_actor>(dep("db"));
+         g.cache = caf::actor_cast<actors::cache_actor>(dep("cache"));
+         g.metrics = metrics;
+         g.admin_token = s.admin_api_token;
+         g.drain_delay = s.shutdown_drain_delay;
+         g.graceful_timeout = s.shutdown_graceful_timeout;
+         g.upstream_timeout = s.http_upstream_timeout;
+         g.cache_ttl = s.cache_default_ttl;
+         g.test_routes = s.http_test_routes;
+         return caf::actor_cast<caf::actor>(actors::spawn_http_gateway(sys, std::move(g)));
+       }});
   auto spawned = actors::spawn_root_supervisor(sys, std::move(opts));
   if (auto* err = std::get_if<std::string>(&spawned)) {
     log->critical("invalid supervision tree: {}", *err);

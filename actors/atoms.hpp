@@ -33,6 +33,13 @@ CAF_ADD_ATOM(stellar_insights, si, invalidate_atom, "invalidate")
 CAF_ADD_ATOM(stellar_insights, si, stats_atom, "stats")
 CAF_ADD_ATOM(stellar_insights, si, health_atom, "health")
 
+// -- http_gateway
+CAF_ADD_ATOM(stellar_insights, si, http_atom, "http")
+CAF_ADD_ATOM(stellar_insights, si, drain_step_atom, "drainstep")
+CAF_ADD_ATOM(stellar_insights, si, drained_atom, "drained")
+CAF_ADD_ATOM(stellar_insights, si, cut_atom, "cut")
+CAF_ADD_ATOM(stellar_insights, si, respond_atom, "respond")
+
 CAF_END_TYPE_ID_BLOCK(stellar_insights)
 
 namespace si {
@@ -65,12 +72,20 @@ enum class errc : uint8_t {
   overloaded = 2,    ///< a bounded queue is full
   query_failed = 3,  ///< a database statement threw
   unavailable = 4,   ///< a dependency is down
+  /// A drain that had to cut work at its own deadline; the context is the counts JSON.
+  drain_incomplete = 5,
 };
 
 /// Builds a CAF error in the "si" category with a human-readable context.
 inline caf::error make_error(errc code, std::string context) {
   return caf::error{static_cast<uint8_t>(code), caf::atom("si"),
                     caf::make_message(std::move(context))};
+}
+
+/// The text context of an error made by make_error ("" when there is none).
+inline std::string error_context(const caf::error& err) {
+  const auto& ctx = err.context();
+  return ctx.match_elements<std::string>() ? ctx.get_as<std::string>(0) : std::string{};
 }
 
 /// True when `err` is `code` in the "si" category.

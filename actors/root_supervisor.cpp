@@ -5,6 +5,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
@@ -179,7 +180,11 @@ void begin_drain(self_ptr self, child_state& c) {
             }
             // Force: kill is fatal even to actors that trap exits; the cascade goes on.
             self->send_exit(ch.handle, caf::exit_reason::kill);
-            if (err == caf::sec::request_timeout) {
+            if (is_error(err, errc::drain_incomplete)) {
+              // The actor enforced its own deadline (e.g. the gateway cut requests) and says
+              // what it left behind: that is a timeout, with its counts.
+              finish(self, ch, "timed_out", error_context(err), "drain cut work at its deadline");
+            } else if (err == caf::sec::request_timeout) {
               finish(self, ch, "timed_out", "{}",
                      "no report within " + std::to_string(ch.deadline.count()) + " ms");
             } else {
@@ -331,6 +336,16 @@ root_supervisor_actor::behavior_type supervisor_impl(self_ptr self, supervisor_o
         spawn_child(self, c);
         ++c.total_restarts;
         st.log->info("restarted actor={} (restart #{})", name, c.total_restarts);
+        if (st.opts.on_restart) {
+          st.opts.on_restart(name);
+        }
+        // Actors that use this one still hold the old handle: hand them the new one.
+        for (const auto& user : st.dependents[name]) {
+          auto& u = st.children.at(user);
+          if (u.alive && c.alive) {
+            caf::anon_send(u.handle, caf::update_atom_v, name, c.handle);
+          }
+        }
       },
       [=](status_atom) -> std::string {
         auto& st = self->state;

@@ -27,7 +27,8 @@ namespace si::actors {
 using directory = std::map<std::string, caf::actor>;
 
 /// How to (re)start one child. The child must answer `drain_atom` with a JSON object of
-/// its counts (then quit), or with an error (reported as `failed`).
+/// its counts (then quit), or with an error (reported as `failed`). After a restart, every
+/// child that depends on it receives `update_atom, name, new_handle`.
 struct child_spec {
   std::string name;
   std::function<caf::actor(caf::actor_system& sys, const directory& deps)> spawn;
@@ -42,6 +43,8 @@ struct supervisor_options {
   std::chrono::milliseconds restart_window{60'000};
   std::chrono::milliseconds backoff_min{100};  ///< first restart delay, doubling
   std::chrono::milliseconds backoff_max{5'000};
+  /// Called on every restart with the child's name (metrics: si_actor_restarts_total).
+  std::function<void(const std::string&)> on_restart;
 };
 
 /// Messages: `shutdown_atom, reason` starts the cascade (idempotent); `force_atom` kills

@@ -11,7 +11,13 @@ shutdown_plan default_plan(const config::settings& s) {
   // One row per running actor. Rows are added here as subsystems land; the summary lists
   // exactly these actors. Stop order follows from depends_on (design.md §3):
   //   cache before db because a cache flush may still read through to the database.
+  //   http_gateway before cache and db because in-flight requests still read through them.
+  // The gateway enforces SHUTDOWN_GRACEFUL_TIMEOUT itself (it cuts and reports); its plan
+  // deadline adds the drain delay and a margin for that report to arrive.
   return {
+      {"http_gateway",
+       {"cache", "db"},
+       s.shutdown_drain_delay + s.shutdown_graceful_timeout + std::chrono::milliseconds{2'000}},
       {"cache", {"db"}, s.shutdown_cache_timeout},
       {"db", {}, s.shutdown_db_timeout},
   };

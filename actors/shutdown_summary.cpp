@@ -1,6 +1,7 @@
 #include "actors/shutdown_summary.hpp"
 
 #include "config/logging.hpp"
+#include "net/prometheus.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/stateful_actor.hpp>
@@ -54,6 +55,31 @@ nlohmann::json build_summary(const std::vector<actor_report>& reports,
   return {{"reason", reason},     {"started_at_ms", started_at_unix_ms},
           {"total_ms", total_ms}, {"all_ok", all_ok},
           {"exit_code", code},    {"actors", std::move(actors)}};
+}
+
+void describe_lifecycle_metrics(net::metrics_registry& m) {
+  m.describe_counter("si_actor_restarts_total", "Restarts of a crashed actor by the supervisor.");
+  m.describe_gauge("si_last_shutdown_actor_duration_seconds",
+                   "Drain duration of each actor in the last recorded shutdown, by outcome.");
+  m.describe_gauge("si_last_shutdown_actor_ok",
+                   "1 when the actor's outcome in the last recorded shutdown was ok, else 0.");
+  m.describe_gauge("si_last_shutdown_duration_seconds", "Duration of the last shutdown.");
+  m.describe_gauge("si_last_shutdown_exit_code", "Exit code of the last recorded shutdown.");
+}
+
+void export_shutdown_metrics(net::metrics_registry& m, const nlohmann::json& report) {
+  if (!report.is_object() || !report.contains("actors") || !report["actors"].is_array()) {
+    return;
+  }
+  for (const auto& a : report["actors"]) {
+    auto actor = a.value("actor", std::string{"unknown"});
+    auto outcome = a.value("outcome", std::string{"unknown"});
+    m.gauge_set("si_last_shutdown_actor_duration_seconds", {{"actor", actor}, {"outcome", outcome}},
+                a.value("duration_ms", 0.0) / 1000.0);
+    m.gauge_set("si_last_shutdown_actor_ok", {{"actor", actor}}, outcome == "ok" ? 1.0 : 0.0);
+  }
+  m.gauge_set("si_last_shutdown_duration_seconds", {}, report.value("total_ms", 0.0) / 1000.0);
+  m.gauge_set("si_last_shutdown_exit_code", {}, report.value("exit_code", 0.0));
 }
 
 namespace {

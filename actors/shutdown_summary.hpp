@@ -15,6 +15,10 @@
 #include <string>
 #include <vector>
 
+namespace si::net {
+class metrics_registry;
+}
+
 namespace si::actors {
 
 /// Messages: `shutdown_atom, reason` when the cascade begins; one `report_atom` per actor;
@@ -54,6 +58,13 @@ nlohmann::json build_summary(const std::vector<actor_report>& reports,
                              const std::vector<std::string>& expected_actors,
                              const std::string& reason, int base_exit_code, int64_t total_ms,
                              int64_t started_at_unix_ms);
+
+/// Describes the lifecycle metric families (restarts, last shutdown) in `m`.
+void describe_lifecycle_metrics(net::metrics_registry& m);
+
+/// Publishes a (previous run's) shutdown report as gauges: per-actor duration and outcome,
+/// total duration and exit code.
+void export_shutdown_metrics(net::metrics_registry& m, const nlohmann::json& report);
 
 /// Spawns the summary; `detached` gives it its own thread (production: file and database
 /// writes must not block the scheduler); tests spawn it on the test scheduler.

@@ -407,6 +407,47 @@ std::vector<setting_def> make_table() {
       integer(&s::http_threads, 0, 256, " (0 = number of CPU cores)"));
   add("ACTOR_THREADS", "0", "Worker threads of the actor scheduler.",
       integer(&s::actor_threads, 0, 256, " (0 = number of CPU cores)"));
+  add("HTTP_READ_HEADER_TIMEOUT", "10",
+      "Seconds a client has to send a request's header (slow clients are cut).",
+      seconds(&s::http_read_header_timeout, true));
+  add("HTTP_READ_BODY_TIMEOUT", "30", "Seconds a client has to send a request's body.",
+      seconds(&s::http_read_body_timeout, true));
+  add("HTTP_WRITE_TIMEOUT", "30", "Seconds a client has to read one response.",
+      seconds(&s::http_write_timeout, true));
+  add("HTTP_IDLE_TIMEOUT", "60", "Seconds a keep-alive connection may stay idle.",
+      seconds(&s::http_idle_timeout, true));
+  add("HTTP_HEADER_LIMIT", "16384", "Largest request line plus header in bytes (beyond: 431).",
+      integer(&s::http_header_limit, 1024, 1'048'576));
+  add("HTTP_BODY_LIMIT", "1048576", "Largest request body in bytes (beyond: 413).",
+      integer(&s::http_body_limit, 0, 1'073'741'824));
+  add("HTTP_MAX_CONNECTIONS", "10000",
+      "Connections served at once; one more is answered 503 and closed.",
+      integer(&s::http_max_connections, 1, 1'000'000));
+  add("HTTP_MAX_PIPELINED", "16",
+      "Requests read ahead on one connection while earlier ones await their response.",
+      integer(&s::http_max_pipelined, 1, 1024));
+  add("HTTP_UPSTREAM_TIMEOUT_MS", "5000",
+      "Milliseconds a request handler waits for the database or cache before answering 503.",
+      millis(&s::http_upstream_timeout, 1, 600'000));
+  add("SHUTDOWN_IDLE_WINDOW_MS", "250",
+      "During drain, milliseconds an idle keep-alive connection is kept for a request "
+      "already on the wire before it is closed.",
+      millis(&s::shutdown_idle_window, 0, 60'000));
+  add("HTTP_TEST_ROUTES", "false",
+      "Enables test-only routes (GET /api/v1/test/slow?ms=N). Never in production.",
+      {"true or false",
+       [](settings& st, std::string_view v) {
+         if (v == "true" || v == "1") {
+           st.http_test_routes = true;
+           return true;
+         }
+         if (v == "false" || v == "0") {
+           st.http_test_routes = false;
+           return true;
+         }
+         return false;
+       },
+       [](const settings& st) { return json(st.http_test_routes); }});
   // -- dependencies
   add("DATABASE_URL", "sqlite://data/stellar-insights.db",
       "Database to use: an SQLite file, an in-memory SQLite database or PostgreSQL. "

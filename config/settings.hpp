@@ -24,6 +24,19 @@ struct settings {
   unsigned http_threads = 0;     ///< HTTP_THREADS (0 = core count)
   unsigned actor_threads = 0;    ///< ACTOR_THREADS (0 = core count)
 
+  // -- HTTP server (net/) and gateway
+  milliseconds http_read_header_timeout{10'000};  ///< HTTP_READ_HEADER_TIMEOUT=10 (s)
+  milliseconds http_read_body_timeout{30'000};    ///< HTTP_READ_BODY_TIMEOUT=30 (s)
+  milliseconds http_write_timeout{30'000};        ///< HTTP_WRITE_TIMEOUT=30 (s)
+  milliseconds http_idle_timeout{60'000};         ///< HTTP_IDLE_TIMEOUT=60 (s)
+  std::size_t http_header_limit = 16 * 1024;      ///< HTTP_HEADER_LIMIT=16384 (bytes)
+  std::size_t http_body_limit = 1024 * 1024;      ///< HTTP_BODY_LIMIT=1048576 (bytes)
+  std::size_t http_max_connections = 10'000;      ///< HTTP_MAX_CONNECTIONS=10000
+  std::size_t http_max_pipelined = 16;            ///< HTTP_MAX_PIPELINED=16
+  milliseconds http_upstream_timeout{5'000};      ///< HTTP_UPSTREAM_TIMEOUT_MS=5000
+  milliseconds shutdown_idle_window{250};         ///< SHUTDOWN_IDLE_WINDOW_MS=250
+  bool http_test_routes = false;                  ///< HTTP_TEST_ROUTES=false
+
   // -- dependencies
   std::string database_url = "sqlite://data/stellar-insights.db";  ///< DATABASE_URL
   std::optional<std::string> redis_url;                     ///< REDIS_URL (unset: in-process cache)

@@ -300,6 +300,20 @@ const std::vector<migration>& all_migrations() {
   report TEXT NOT NULL))",
            "CREATE INDEX shutdown_reports_created_idx ON shutdown_reports (created_at)",
        }},
+      {2,
+       "ingestion_state",
+       {
+           // What the ingestor reports about itself (starting, streaming, backoff, ...) and
+           // its latest error, per stream. Separate from ingestion_cursor, whose row only
+           // exists once data was committed and moves with that data: a state change or an
+           // error before the first commit still has a place to go.
+           R"(CREATE TABLE ingestion_state (
+  name TEXT PRIMARY KEY,
+  state TEXT NOT NULL,
+  last_error TEXT,
+  last_error_at BIGINT,
+  updated_at BIGINT NOT NULL))",
+       }},
   };
   return list;
 }

@@ -174,6 +174,19 @@ TEST_CASE_METHOD(cascade_fixture, "a child that crashes mid-drain is reported fa
   CHECK(log->count("spawn:flaky") == 1);
 }
 
+TEST_CASE_METHOD(cascade_fixture,
+                 "a child that cut work at its own deadline is timed_out with its counts",
+                 "[cascade]") {
+  start({{"gateway", {"db"}, 1000ms}, {"db", {}, 300ms}},
+        {child("gateway", on_drain::incomplete), child("db", on_drain::reply)});
+  signal();
+  REQUIRE(exit_code.has_value());
+  CHECK(*exit_code == exit_code::unclean_shutdown);
+  CHECK(actor_entry("gateway")["outcome"] == "timed_out");
+  CHECK(actor_entry("gateway")["counts"]["cut"] == 2);
+  CHECK(actor_entry("db")["outcome"] == "ok");
+}
+
 TEST_CASE_METHOD(cascade_fixture, "a second signal forces every unfinished actor", "[cascade]") {
   start({{"slow", {"db"}, 10'000ms}, {"db", {}, 300ms}},
         {child("slow", on_drain::hold), child("db", on_drain::reply)});
@@ -230,6 +243,27 @@ TEST_CASE_METHOD(cascade_fixture,
         != std::string::npos);
   CHECK(actor_entry("worker")["outcome"] == "failed");  // it was down when its turn came
   CHECK(actor_entry("db")["outcome"] == "ok");
+}
+
+TEST_CASE_METHOD(cascade_fixture,
+                 "a restarted child's dependents get its new handle and the hook counts it",
+                 "[restart]") {
+  std::vector<std::string> restarted;
+  summary_options so;
+  so.expected_actors = {"gateway", "db"};
+  supervisor_options opts;
+  opts.plan = {{"gateway", {"db"}, 300ms}, {"db", {}, 300ms}};
+  opts.children = {child("gateway", on_drain::reply), child("db", on_drain::reply)};
+  opts.summary = spawn_shutdown_summary(sys, std::move(so), false);
+  opts.on_restart = [&](const std::string& name) { restarted.push_back(name); };
+  supervisor = std::get<root_supervisor_actor>(spawn_root_supervisor(sys, std::move(opts)));
+  run_jobs();
+  caf::anon_send(lookup("db"), caf::reset_atom_v);
+  run_jobs();
+  advance(100ms);
+  CHECK(restarted == std::vector<std::string>{"db"});
+  CHECK(log->count("update:gateway:db") == 1);
+  CHECK(lookup("db"));
 }
 
 TEST_CASE_METHOD(cascade_fixture, "restarts outside the window do not count", "[restart]") {

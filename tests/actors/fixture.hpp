@@ -54,10 +54,11 @@ struct coordinator_fixture {
 
 /// What a fake child does when asked to drain.
 enum class on_drain {
-  reply,   ///< reply its counts at once and quit
-  hold,    ///< keep the reply until it receives ok_atom
-  ignore,  ///< never reply (a hung subsystem)
-  crash,   ///< exit with an error mid-drain
+  reply,       ///< reply its counts at once and quit
+  hold,        ///< keep the reply until it receives ok_atom
+  ignore,      ///< never reply (a hung subsystem)
+  crash,       ///< exit with an error mid-drain
+  incomplete,  ///< report that it cut work at its own deadline (errc::drain_incomplete)
 };
 
 /// Shared event log of fake children ("spawn:a", "drain:a", "exit:a").
@@ -101,6 +102,9 @@ inline caf::behavior fake_child(caf::stateful_actor<fake_state>* self, std::stri
           case on_drain::crash:
             self->quit(caf::sec::runtime_error);  // dies without a reply
             return caf::delegated<std::string>{};
+          case on_drain::incomplete:
+            self->quit();
+            return make_error(errc::drain_incomplete, R"({"cut":2})");
           case on_drain::hold:
           case on_drain::ignore:
             break;
@@ -117,6 +121,9 @@ inline caf::behavior fake_child(caf::stateful_actor<fake_state>* self, std::stri
         }
       },
       [=](caf::reset_atom) { self->quit(caf::sec::runtime_error); },
+      [=](caf::update_atom, const std::string& dep, const caf::actor&) {
+        log->events.push_back("update:" + name + ":" + dep);
+      },
   };
 }
 

@@ -55,6 +55,8 @@ TEST_CASE("the default plan is valid and uses the configured deadlines", "[plan]
       CHECK(e.deadline == 7s);
     }
   }
+  CHECK(stop_waves(plan).front() == std::vector<std::string>{"http_gateway"});
   CHECK(stop_waves(plan).back() == std::vector<std::string>{"db"});
-  CHECK(critical_path(plan) == 10s);
+  // gateway (0 s delay + 30 s graceful + 2 s margin) → cache 3 s → db 7 s.
+  CHECK(critical_path(plan) == 42s);
 }

@@ -241,6 +241,17 @@ const std::vector<std::pair<std::string, std::vector<std::string>>>& bad_values(
       {"SUPERVISOR_BACKOFF_MAX_MS", {"-5", "5s"}},
       {"DB_POOL_SIZE", {"0", "65", "four"}},
       {"DB_QUEUE_LIMIT", {"0", "1000001", "lots"}},
+      {"HTTP_READ_HEADER_TIMEOUT", {"0", "abc"}},
+      {"HTTP_HEADER_LIMIT", {"10", "2000000"}},
+      {"HTTP_BODY_LIMIT", {"x", "-1"}},
+      {"HTTP_MAX_CONNECTIONS", {"0"}},
+      {"HTTP_MAX_PIPELINED", {"0", "1025"}},
+      {"HTTP_UPSTREAM_TIMEOUT_MS", {"0", "1s"}},
+      {"SHUTDOWN_IDLE_WINDOW_MS", {"60001", "x"}},
+      {"HTTP_TEST_ROUTES", {"yes", "TRUE", ""}},
+      {"HTTP_READ_BODY_TIMEOUT", {"0"}},
+      {"HTTP_WRITE_TIMEOUT", {"0"}},
+      {"HTTP_IDLE_TIMEOUT", {"0"}},
       {"DB_QUERY_TIMEOUT", {"10s", "-10"}},
       {"CACHE_MAX_ENTRIES", {"0", "100000001", "1e4"}},
       {"CACHE_DEFAULT_TTL", {"forever", "99999"}},
@@ -453,7 +464,7 @@ TEST_CASE("help text lists options and every documented setting", "[config]") {
   for (const char* option : {"--help", "--version", "--check-config", "DOTENV_PATH"}) {
     CHECK(help.find(option) != std::string::npos);
   }
-  REQUIRE(documented_settings().size() == 31);
+  REQUIRE(documented_settings().size() == 42);
   for (const auto& doc : documented_settings()) {
     INFO(doc.name);
     auto default_text = doc.default_value.empty() ? std::string("unset") : doc.default_value;

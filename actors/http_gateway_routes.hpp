@@ -1,0 +1,74 @@
+#pragma once
+/// The REST routes of `http_gateway` (api.md): request validation, read-through caching,
+/// ETags and JSON shaping. Handlers run on the gateway actor's thread and reach the cache
+/// and database only through `upstream`, so this file holds no actor code.
+
+#include "actors/db.hpp"
+#include "net/http_types.hpp"
+#include "net/router.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <variant>
+
+namespace si::net {
+class metrics_registry;
+struct http_server_stats;
+}  // namespace si::net
+
+namespace si::actors {
+
+/// Asynchronous access to the gateway's dependencies. Every callback runs later on the
+/// gateway's thread, exactly once.
+struct upstream {
+  /// Runs a task on the db actor: the JSON it returned, or an error text.
+  std::function<void(db_task, std::function<void(std::variant<nlohmann::json, std::string>)>)>
+    query;
+  /// A cached value, or nullopt on miss (a cache failure is a miss).
+  std::function<void(std::string, std::function<void(std::optional<std::string>)>)> cache_get;
+  std::function<void(std::string key, std::string value, std::chrono::milliseconds ttl)>
+    cache_put;
+  std::function<void(std::string pattern)> cache_invalidate;
+  /// The cache actor's stats JSON (null when unavailable).
+  std::function<void(std::function<void(nlohmann::json)>)> cache_stats;
+  /// {db: "ok"|"fail", cache: "ok"|"degraded"}.
+  std::function<void(std::function<void(nlohmann::json)>)> checks;
+  /// Calls `fn` after `delay` (test-only slow route).
+  std::function<void(std::chrono::milliseconds delay, std::function<void()> fn)> after;
+};
+
+/// What a handler may know about the gateway.
+struct route_context {
+  upstream& up;
+  net::metrics_registry& metrics;
+  std::function<net::http_server_stats()> server_stats;
+  const std::optional<std::string>& admin_token;
+  std::chrono::milliseconds cache_ttl;
+  bool draining;
+  std::chrono::steady_clock::time_point started;
+};
+
+/// Adds every route of api.md (and the test-only ones when enabled) to `r`.
+void register_routes(net::router& r, bool test_routes);
+
+/// True for methods that change state (refused with 503 during drain).
+bool is_write(const std::string& method);
+
+/// Answers one request whose route was matched (or not: 404/405/400 come from here too).
+void handle_request(route_context& ctx, const net::route_match& match, net::http_request req,
+                    net::respond_fn respond);
+
+/// A JSON response with Content-Type application/json.
+net::http_response json_response(int status, const nlohmann::json& body);
+
+/// Strong ETag of a body (FNV-1a 64, quoted hex).
+std::string etag_of(const std::string& body);
+
+/// Constant-time check of `Authorization: Bearer <token>`.
+bool bearer_matches(const net::http_request& req, const std::string& token);
+
+}  // namespace si::actors

@@ -1,0 +1,1336 @@
+#include "net/http_server.hpp"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdio>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <shared_mutex>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "config/logging.hpp"
+#include "net/gate.hpp"
+
+namespace si::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::size_t first_read_size = 8 * 1024;
+constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
+
+/// X-Request-ID values we echo: 1..128 visible ASCII characters (no space, no control).
+bool sane_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) {
+    return false;
+  }
+  return std::all_of(id.begin(), id.end(), [](char c) { return c >= 0x21 && c <= 0x7e; });
+}
+
+/// RFC 9110 token characters, for header names the handler hands us.
+bool is_token(std::string_view s) {
+  static constexpr std::string_view extra = "!#$%&'*+-.^_`|~";
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+           || extra.find(c) != std::string_view::npos;
+  });
+}
+
+/// Header values must not smuggle a line break or NUL (response splitting).
+bool is_field_value(std::string_view s) {
+  return s.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+/// Errors that the peer or our own shutdown cause in normal operation: logged at debug.
+bool is_expected_error(const error_code& ec) {
+  return ec == asio::error::operation_aborted || ec == asio::error::connection_reset
+         || ec == asio::error::broken_pipe || ec == asio::error::eof
+         || ec == asio::error::connection_aborted || ec == asio::error::not_connected
+         || ec == asio::error::bad_descriptor || ec == http::error::end_of_stream
+         || ec == http::error::partial_message || ec == beast::error::timeout;
+}
+
+/// True for parse errors of the request itself (→ 400), as opposed to I/O errors.
+bool is_parse_error(const error_code& ec) {
+  return ec.category() == http::make_error_code(http::error::bad_method).category()
+         && ec != http::error::end_of_stream && ec != http::error::partial_message
+         && ec != http::error::need_more && ec != http::error::need_buffer
+         && ec != http::error::header_limit && ec != http::error::body_limit;
+}
+
+std::string endpoint_string(const tcp::socket& socket) {
+  error_code ec;
+  auto ep = socket.remote_endpoint(ec);
+  if (ec) {
+    return "unknown";
+  }
+  auto addr = ep.address().to_string();
+  if (ep.address().is_v6()) {
+    addr = "[" + addr + "]";
+  }
+  return addr + ":" + std::to_string(ep.port());
+}
+
+std::string_view sv(beast::string_view s) {
+  return {s.data(), s.size()};
+}
+
+double millis_since(steady::time_point start) {
+  return std::chrono::duration<double, std::milli>(steady::now() - start).count();
+}
+
+}  // namespace
+
+namespace detail {
+
+class session;
+
+/// What respond_fn holders need after the server may be gone: stop() flips `alive` under
+/// the exclusive lock, so a post made under the shared lock always reaches a live
+/// io_context.
+struct lifeline {
+  std::shared_mutex mutex;
+  bool alive = true;
+};
+
+/// Everything the server owns. Sessions hold a reference to it; they are all destroyed
+/// before the members they use (io_context_ is declared after them, and is destroyed first).
+class http_server_core {
+ public:
+  http_server_core(http_server_options options, handler_fn handler);
+  ~http_server_core();
+
+  std::uint16_t start();
+  std::size_t close_acceptor();
+  void begin_drain();
+  void async_wait_drained(std::function<void()> callback);
+  std::size_t cut_remaining();
+  void stop();
+  http_server_stats stats() const;
+
+  std::string make_request_id();
+  std::uint16_t port() const {
+    return port_.load();
+  }
+  void unregister_session(std::uint64_t id);
+
+  const http_server_options options_;
+  const handler_fn handler_;
+  const std::shared_ptr<spdlog::logger> log_;
+  const std::shared_ptr<lifeline> lifeline_ = std::make_shared<lifeline>();
+
+  std::atomic<std::uint64_t> connections_open_{0};
+  std::atomic<std::uint64_t> connections_total_{0};
+  std::atomic<std::uint64_t> requests_total_{0};
+  std::atomic<std::uint64_t> in_flight_{0};
+  std::atomic<std::uint64_t> served_during_drain_{0};
+  std::atomic<std::uint64_t> idle_closed_by_drain_{0};
+  std::atomic<std::uint64_t> cut_{0};
+  std::atomic<std::uint64_t> refused_over_limit_{0};
+  std::atomic<std::uint64_t> bad_requests_{0};
+  std::atomic<std::uint64_t> timed_out_{0};
+  std::atomic<std::uint64_t> from_backlog_{0};
+  std::atomic<bool> accepting_{false};
+  std::atomic<bool> draining_{false};
+
+ private:
+  void do_accept();  // acceptor_mutex_ held
+  void on_accept(const error_code& ec, tcp::socket socket);
+  void start_connection(tcp::socket socket);
+  std::vector<std::shared_ptr<session>> snapshot();
+
+  std::atomic<bool> started_{false};
+  std::atomic<bool> stopped_{false};
+  std::atomic<std::uint64_t> next_connection_id_{1};
+  std::atomic<std::uint64_t> next_request_id_{1};
+  std::uint32_t id_nonce_ = 0;
+  std::atomic<std::uint16_t> port_{0};
+
+  // Declared before io_context_: sessions destroyed with the io_context's pending handlers
+  // still release their hold and unregister.
+  gate connections_;
+  std::mutex sessions_mutex_;
+  /// Strong references: a connection lives until it closes itself (or is cut), whatever
+  /// a handler does with its respond_fn.
+  std::unordered_map<std::uint64_t, std::shared_ptr<session>> sessions_;
+
+  asio::io_context io_context_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::mutex acceptor_mutex_;  // every acceptor_ call outside its completion handlers
+  tcp::acceptor acceptor_;
+  asio::steady_timer accept_retry_;
+  std::vector<std::thread> threads_;
+};
+
+/// One connection, driven on its strand (the tcp_stream's executor).
+///
+/// Reading and writing are independent: the read side reads requests ahead (up to
+/// max_pipelined unanswered ones) and hands each to the handler; every request gets a slot
+/// in `slots_` (numbered in arrival order) that its respond_fn fills from any thread via a
+/// post onto the strand; the write side writes only the oldest slot, once it is filled. So
+/// responses go out strictly in request order whatever order the handlers answer in.
+///
+/// A response is the connection's last (and carries `Connection: close`) when it ends the
+/// connection by itself (the client asked to close, the server could not parse the request)
+/// or when nothing follows it: the read side has stopped (client EOF, draining) and no
+/// other slot is queued. Then the session sends FIN and reads and discards the peer's input
+/// for close_linger_timeout before closing, so the client reads the response, not an RST.
+class session : public std::enable_shared_from_this<session> {
+ public:
+  session(http_server_core& core, tcp::socket socket, gate::hold hold, std::uint64_t id,
+          bool counted, bool reject);
+  ~session();
+  session(const session&) = delete;
+  session& operator=(const session&) = delete;
+
+  /// Begins serving (posted onto the strand). Call once, after registering.
+  void start();
+
+  /// Begin-drain notice; on the strand.
+  void on_drain();
+
+  /// Closes the socket now (cut_remaining); on the strand.
+  void hard_close();
+
+  /// Claims this connection for cut_remaining: false once it has finished by itself.
+  bool claim_cut() {
+    return !finished_.exchange(true);
+  }
+
+  /// Fills slot `seq` with `res` (from a respond_fn, via post); on the strand.
+  void respond(std::uint64_t seq, http_response res);
+
+  asio::any_io_executor executor() {
+    return stream_.get_executor();
+  }
+
+  const std::string& remote() const {
+    return remote_;
+  }
+
+ private:
+  enum class read_phase {
+    waiting,  ///< async_read_some for the first byte of the next request
+    header,   ///< reading a request header
+    body,     ///< reading a request body
+    paused,   ///< max_pipelined unanswered requests: not reading
+    stopped,  ///< no more requests will be read on this connection
+  };
+  enum class timer_role { none, idle, linger };
+
+  struct slot {
+    std::uint64_t seq = 0;
+    bool ready = false;
+    bool close_after = false;  ///< this response ends the connection
+    bool head = false;
+    unsigned version = 11;
+    std::string method = "-";
+    std::string path = "-";
+    std::string request_id;
+    steady::time_point received_at;
+    http_response res;
+  };
+
+  void on_start();
+  void next_read();
+  void skip_empty_lines();
+  void on_first_bytes(const error_code& ec, std::size_t n);
+  void read_header();
+  void on_header(const error_code& ec);
+  void on_body(const error_code& ec);
+  void on_read_error(const error_code& ec);
+  void dispatch();
+  void push_error(int status, std::string_view code, std::string message);
+  void stop_reading();
+  void do_write();
+  void on_write(const error_code& ec, bool last);
+  void on_continue_written(const error_code& ec);
+  void begin_linger();
+  void start_discard_read();
+  void on_linger_read(const error_code& ec);
+  void arm_idle_timer();
+  void arm_timer(timer_role role, steady::time_point deadline);
+  void cancel_timer();
+  void on_timer(const error_code& ec, std::uint64_t generation);
+  void close_now();
+  bool idle() const {
+    return slots_.empty() && !writing_;
+  }
+  std::string request_id_of(const http::request_parser<http::string_body>::value_type& msg);
+  http::response<http::string_body> build_response(slot& s, bool last);
+
+  http_server_core& core_;
+  gate::hold hold_;  // first member: released last, after the socket is closed
+  const std::uint64_t id_;
+  const bool counted_;
+  const bool reject_;
+  beast::tcp_stream stream_;
+  asio::steady_timer timer_;
+  std::string remote_;
+  const steady::time_point accepted_at_ = steady::now();
+
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  read_phase read_phase_ = read_phase::waiting;
+  bool read_op_pending_ = false;
+  bool first_request_ = true;
+  steady::time_point request_started_;
+
+  std::deque<slot> slots_;
+  std::uint64_t next_seq_ = 0;
+  bool writing_ = false;
+  std::optional<http::response<http::string_body>> out_;
+
+  bool draining_ = false;
+  bool closing_ = false;  ///< last response written: FIN sent, only discarding input now
+  bool closed_ = false;   ///< socket closed; every completion just returns
+  std::atomic<bool> finished_{false};
+
+  timer_role timer_role_ = timer_role::none;
+  std::uint64_t timer_generation_ = 0;
+  steady::time_point timer_deadline_;
+  std::array<char, 4096> discard_{};
+};
+
+/// The state behind one respond_fn: exactly-once delivery onto the session's strand, or a
+/// 500 when the last copy is dropped unanswered.
+class responder {
+ public:
+  responder(std::weak_ptr<session> s, std::uint64_t seq, std::string request_id,
+            std::shared_ptr<lifeline> line, std::shared_ptr<spdlog::logger> log)
+      : session_(std::move(s)),
+        seq_(seq),
+        request_id_(std::move(request_id)),
+        lifeline_(std::move(line)),
+        log_(std::move(log)) {}
+
+  responder(const responder&) = delete;
+  responder& operator=(const responder&) = delete;
+
+  ~responder() {
+    if (!done_.exchange(true)
+        && deliver(make_error_response(500, "INTERNAL_ERROR", "the request was not answered",
+                                       request_id_))) {
+      log_->error("request {}: respond_fn dropped without an answer; sent 500", request_id_);
+    }
+  }
+
+  void respond(http_response res) {
+    if (done_.exchange(true)) {
+      log_->warn("request {}: respond_fn called more than once; later call ignored", request_id_);
+      return;
+    }
+    deliver(std::move(res));
+  }
+
+ private:
+  /// Posts `res` to the connection; false when the connection or the server is gone.
+  bool deliver(http_response res) noexcept {
+    try {
+      std::shared_lock lock(lifeline_->mutex);
+      if (!lifeline_->alive) {
+        return false;
+      }
+      auto s = session_.lock();
+      if (!s) {
+        return false;  // connection already gone (closed or cut): nobody to answer
+      }
+      auto ex = s->executor();
+      asio::post(ex, [s = std::move(s), seq = seq_, res = std::move(res)]() mutable {
+        s->respond(seq, std::move(res));
+      });
+      return true;
+    } catch (const std::exception& e) {
+      log_->error("request {}: could not deliver response: {}", request_id_, e.what());
+      return false;
+    }
+  }
+
+  std::weak_ptr<session> session_;
+  const std::uint64_t seq_;
+  const std::string request_id_;
+  const std::shared_ptr<lifeline> lifeline_;
+  const std::shared_ptr<spdlog::logger> log_;
+  std::atomic<bool> done_{false};
+};
+
+// ---------------------------------------------------------------------------------------
+// session
+
+session::session(http_server_core& core, tcp::socket socket, gate::hold hold, std::uint64_t id,
+                 bool counted, bool reject)
+    : core_(core),
+      hold_(std::move(hold)),
+      id_(id),
+      counted_(counted),
+      reject_(reject),
+      stream_(std::move(socket)),
+      timer_(stream_.get_executor()) {
+  remote_ = endpoint_string(stream_.socket());
+  error_code ignored;
+  stream_.socket().set_option(tcp::no_delay(true), ignored);
+  if (reject_) {
+    finished_ = true;  // a refusal is not a served connection: cut does not count it
+  }
+}
+
+session::~session() {
+  core_.in_flight_ -= slots_.size();
+  if (counted_) {
+    --core_.connections_open_;
+  }
+}
+
+void session::start() {
+  asio::post(stream_.get_executor(), [self = shared_from_this()] { self->on_start(); });
+}
+
+void session::on_start() {
+  if (closed_) {
+    return;  // cut before it started
+  }
+  if (core_.draining_.load()) {
+    draining_ = true;
+  }
+  if (reject_) {
+    read_phase_ = read_phase::stopped;
+    slot s;
+    s.seq = next_seq_++;
+    s.ready = true;
+    s.close_after = true;
+    s.request_id = core_.make_request_id();
+    s.received_at = steady::now();
+    s.res = make_error_response(503, "SERVICE_UNAVAILABLE",
+                                "the server has too many open connections", s.request_id);
+    s.res.headers.emplace_back("Retry-After", "1");
+    slots_.push_back(std::move(s));
+    ++core_.in_flight_;
+    do_write();
+    return;
+  }
+  next_read();
+}
+
+void session::next_read() {
+  if (closed_ || closing_ || read_phase_ == read_phase::stopped) {
+    return;
+  }
+  if (slots_.size() >= std::max<std::size_t>(core_.options_.max_pipelined, 1)) {
+    read_phase_ = read_phase::paused;  // resumed by on_write
+    return;
+  }
+  skip_empty_lines();
+  if (buffer_.size() > 0) {
+    read_header();  // bytes of the next request are already here
+    return;
+  }
+  if (draining_ && !idle()) {
+    // Draining and an answer is still due: the response queued last closes the connection.
+    read_phase_ = read_phase::stopped;
+    return;
+  }
+  read_phase_ = read_phase::waiting;
+  stream_.expires_never();  // our timer_ bounds the wait, and only while idle
+  read_op_pending_ = true;
+  stream_.async_read_some(buffer_.prepare(first_read_size),
+                          [self = shared_from_this()](const error_code& ec, std::size_t n) {
+                            self->on_first_bytes(ec, n);
+                          });
+  if (idle()) {
+    arm_idle_timer();
+  }
+}
+
+void session::skip_empty_lines() {
+  // RFC 9112 §2.2: a server SHOULD ignore empty lines received before a request-line.
+  auto data = buffer_.data();
+  auto text = std::string_view(static_cast<const char*>(data.data()), data.size());
+  auto skip = text.find_first_not_of("\r\n");
+  buffer_.consume(skip == std::string_view::npos ? text.size() : skip);
+}
+
+void session::on_first_bytes(const error_code& ec, std::size_t n) {
+  read_op_pending_ = false;
+  if (closed_) {
+    return;
+  }
+  if (closing_) {
+    on_linger_read(ec);  // the wait became the linger read: discard what came
+    return;
+  }
+  if (read_phase_ == read_phase::stopped) {
+    // stop_reading() cancelled this wait for the last response; bytes that raced in are
+    // a request sent after that response was decided: the client sees the close.
+    return;
+  }
+  buffer_.commit(n);
+  if (n > 0) {
+    skip_empty_lines();
+    if (buffer_.size() == 0) {
+      next_read();  // only the empty lines some clients send between requests
+      return;
+    }
+    cancel_timer();
+    read_header();
+    return;
+  }
+  if (ec == asio::error::eof) {
+    // The client closed its side: answer what is queued, then close.
+    read_phase_ = read_phase::stopped;
+    if (idle()) {
+      close_now();
+    }
+    return;
+  }
+  if (ec) {
+    if (!is_expected_error(ec)) {
+      core_.log_->warn("connection {} ({}): read failed: {}", id_, remote_, ec.message());
+    }
+    close_now();
+  }
+}
+
+void session::read_header() {
+  read_phase_ = read_phase::header;
+  request_started_ = steady::now();
+  parser_.emplace();
+  parser_->header_limit(
+      static_cast<std::uint32_t>(std::min<std::size_t>(core_.options_.header_limit, UINT32_MAX)));
+  parser_->body_limit(core_.options_.body_limit);
+  if (first_request_) {
+    // Slowloris bound for a new connection: accept → complete header.
+    stream_.expires_at(accepted_at_ + core_.options_.read_header_timeout);
+  } else {
+    stream_.expires_after(core_.options_.read_header_timeout);
+  }
+  read_op_pending_ = true;
+  http::async_read_header(
+      stream_, buffer_, *parser_,
+      [self = shared_from_this()](const error_code& ec, std::size_t) { self->on_header(ec); });
+}
+
+void session::on_header(const error_code& ec) {
+  read_op_pending_ = false;
+  if (closed_) {
+    return;
+  }
+  if (ec) {
+    on_read_error(ec);
+    return;
+  }
+  first_request_ = false;
+  // A WebSocket upgrade would branch off here: once `websocket::is_upgrade(parser_->get())`
+  // and no earlier response is pending (idle()), hand stream_ and buffer_ to a WebSocket
+  // session instead of dispatching, and end this session without closing the socket.
+  if (parser_->is_done()) {
+    dispatch();
+    return;
+  }
+  auto expect = parser_->get()[http::field::expect];
+  if (iequals(sv(expect), "100-continue") && idle()) {
+    // The client waits for this before sending the body. Only sent when nothing is queued
+    // before it (it must not overtake an earlier response); otherwise the client sends the
+    // body after its own timeout.
+    writing_ = true;
+    stream_.expires_after(core_.options_.write_timeout);
+    asio::async_write(stream_, asio::buffer(continue_line.data(), continue_line.size()),
+                      [self = shared_from_this()](const error_code& wec, std::size_t) {
+                        self->on_continue_written(wec);
+                      });
+  }
+  read_phase_ = read_phase::body;
+  stream_.expires_after(core_.options_.read_body_timeout);
+  read_op_pending_ = true;
+  http::async_read(
+      stream_, buffer_, *parser_,
+      [self = shared_from_this()](const error_code& bec, std::size_t) { self->on_body(bec); });
+}
+
+void session::on_body(const error_code& ec) {
+  read_op_pending_ = false;
+  if (closed_) {
+    return;
+  }
+  if (ec) {
+    on_read_error(ec);
+    return;
+  }
+  dispatch();
+}
+
+void session::on_continue_written(const error_code& ec) {
+  writing_ = false;
+  if (closed_) {
+    return;
+  }
+  if (ec) {
+    if (ec == beast::error::timeout) {
+      ++core_.timed_out_;
+    }
+    close_now();
+    return;
+  }
+  do_write();
+}
+
+void session::on_read_error(const error_code& ec) {
+  if (ec == http::error::header_limit) {
+    push_error(
+        431, "HEADERS_TOO_LARGE",
+        "the request header exceeds " + std::to_string(core_.options_.header_limit) + " bytes");
+    return;
+  }
+  if (ec == http::error::body_limit) {
+    push_error(413, "PAYLOAD_TOO_LARGE",
+               "the request body exceeds " + std::to_string(core_.options_.body_limit) + " bytes");
+    return;
+  }
+  if (is_parse_error(ec)) {
+    push_error(400, "BAD_REQUEST", "malformed request: " + ec.message());
+    return;
+  }
+  if (ec == beast::error::timeout) {
+    ++core_.timed_out_;
+    core_.log_->debug("connection {} ({}): {} timed out", id_, remote_,
+                      read_phase_ == read_phase::header ? "request header" : "request body");
+  } else if (!is_expected_error(ec)) {
+    core_.log_->warn("connection {} ({}): read failed: {}", id_, remote_, ec.message());
+  }
+  close_now();
+}
+
+std::string session::request_id_of(const http::request_parser<http::string_body>::value_type& msg) {
+  auto given = sv(msg["X-Request-ID"]);
+  if (sane_request_id(given)) {
+    return std::string(given);
+  }
+  return core_.make_request_id();
+}
+
+void session::push_error(int status, std::string_view code, std::string message) {
+  ++core_.bad_requests_;
+  read_phase_ = read_phase::stopped;  // the rest of the stream cannot be trusted
+  slot s;
+  s.seq = next_seq_++;
+  s.ready = true;
+  s.close_after = true;
+  s.received_at = request_started_;
+  if (parser_) {
+    const auto& msg = parser_->get();
+    if (!msg.method_string().empty()) {
+      s.method = std::string(msg.method_string());
+    }
+    if (!msg.target().empty()) {
+      auto target = sv(msg.target());
+      s.path = std::string(target.substr(0, target.find('?')));
+    }
+    s.request_id = request_id_of(msg);
+    s.version = msg.version() == 10 ? 10 : 11;
+  } else {
+    s.request_id = core_.make_request_id();
+  }
+  s.res = make_error_response(status, code, message, s.request_id);
+  parser_.reset();
+  slots_.push_back(std::move(s));
+  ++core_.in_flight_;
+  do_write();
+}
+
+void session::dispatch() {
+  auto& msg = parser_->get();
+  http_request req;
+  req.method = std::string(msg.method_string());
+  req.target = std::string(msg.target());
+  std::string origin = req.target;
+  if (auto scheme = origin.find("://"); !origin.starts_with('/') && scheme != origin.npos) {
+    // Absolute form ("http://host/path?q", RFC 9112 §3.2.2): keep path and query only.
+    auto rest = origin.find_first_of("/?", scheme + 3);
+    origin = rest == origin.npos ? "/" : (origin[rest] == '?' ? "/" : "") + origin.substr(rest);
+  }
+  auto q = origin.find('?');
+  req.path = origin.substr(0, q);
+  if (q != origin.npos) {
+    req.query = origin.substr(q + 1);
+  }
+  req.version = msg.version() == 10 ? 10 : 11;
+  for (const auto& field : msg) {
+    req.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+  req.body = std::move(msg.body());
+  req.remote_addr = remote_;
+  req.keep_alive = msg.keep_alive();
+  req.connection_id = id_;
+  req.request_id = request_id_of(msg);
+  req.received_at = request_started_;
+  parser_.reset();
+
+  slot s;
+  s.seq = next_seq_++;
+  s.close_after = !req.keep_alive;
+  s.head = req.method == "HEAD";
+  s.version = req.version;
+  s.method = req.method;
+  s.path = req.path;
+  s.request_id = req.request_id;
+  s.received_at = req.received_at;
+  const auto seq = s.seq;
+  slots_.push_back(std::move(s));
+  ++core_.in_flight_;
+  if (!req.keep_alive) {
+    read_phase_ = read_phase::stopped;
+  } else {
+    read_phase_ = read_phase::paused;  // next_read() below decides
+  }
+
+  auto state = std::make_shared<responder>(weak_from_this(), seq, req.request_id, core_.lifeline_,
+                                           core_.log_);
+  respond_fn respond = [state](http_response res) { state->respond(std::move(res)); };
+  try {
+    core_.handler_(std::move(req), std::move(respond));
+  } catch (const std::exception& e) {
+    core_.log_->error("handler threw: {}", e.what());
+    state->respond(
+        make_error_response(500, "INTERNAL_ERROR", "internal error", slots_.back().request_id));
+  } catch (...) {
+    core_.log_->error("handler threw a non-exception");
+    state->respond(
+        make_error_response(500, "INTERNAL_ERROR", "internal error", slots_.back().request_id));
+  }
+  state.reset();  // if the handler kept no copy, the 500 is posted now
+  next_read();
+}
+
+void session::respond(std::uint64_t seq, http_response res) {
+  if (closed_ || slots_.empty()) {
+    return;
+  }
+  const auto first = slots_.front().seq;
+  if (seq < first || seq - first >= slots_.size()) {
+    return;
+  }
+  auto& s = slots_[seq - first];
+  if (s.ready) {
+    return;
+  }
+  s.ready = true;
+  s.res = std::move(res);
+  do_write();
+}
+
+void session::stop_reading() {
+  read_phase_ = read_phase::stopped;
+  if (read_op_pending_) {
+    // Only the "waiting" read can be pending here (no request bytes buffered); no write is
+    // pending (do_write checks writing_ first), so cancel() touches just that read.
+    error_code ignored;
+    stream_.socket().cancel(ignored);
+  }
+  cancel_timer();
+}
+
+void session::do_write() {
+  if (writing_ || closed_ || closing_ || slots_.empty() || !slots_.front().ready) {
+    return;
+  }
+  auto& s = slots_.front();
+  bool last = s.close_after;
+  if (!last && slots_.size() == 1) {
+    if (read_phase_ == read_phase::stopped) {
+      last = true;
+    } else if (draining_
+               && (read_phase_ == read_phase::waiting || read_phase_ == read_phase::paused)
+               && buffer_.size() == 0) {
+      // Draining and no further request has begun to arrive: this response is the last.
+      stop_reading();
+      last = true;
+    }
+  }
+  // Counted as the write begins: a client can read the response before its completion runs.
+  ++core_.requests_total_;
+  if (core_.draining_.load()) {
+    ++core_.served_during_drain_;
+  }
+  out_.emplace(build_response(s, last));
+  writing_ = true;
+  stream_.expires_after(core_.options_.write_timeout);
+  http::async_write(stream_, *out_,
+                    [self = shared_from_this(), last](const error_code& ec, std::size_t) {
+                      self->on_write(ec, last);
+                    });
+}
+
+http::response<http::string_body> session::build_response(slot& s, bool last) {
+  auto& r = s.res;
+  http::response<http::string_body> m;
+  m.version(s.version);
+  const int status = (r.status >= 100 && r.status <= 999) ? r.status : 500;
+  m.result(static_cast<unsigned>(status));
+  bool has_server = false;
+  for (auto& [name, value] : r.headers) {
+    if (iequals(name, "Content-Length") || iequals(name, "Connection")
+        || iequals(name, "Transfer-Encoding") || iequals(name, "X-Request-ID")) {
+      continue;  // framing belongs to the server
+    }
+    if (!is_token(name) || !is_field_value(value)) {
+      core_.log_->warn("request {}: dropped invalid response header '{}'", s.request_id, name);
+      continue;
+    }
+    has_server = has_server || iequals(name, "Server");
+    m.insert(name, value);
+  }
+  if (!has_server) {
+    m.set(http::field::server, core_.options_.server_name);
+  }
+  m.set("X-Request-ID", s.request_id);
+  if (last) {
+    m.set(http::field::connection, "close");
+  } else if (s.version == 10) {
+    m.set(http::field::connection, "keep-alive");
+  }
+  const bool bodiless = status < 200 || status == 204 || status == 304;
+  if (!bodiless) {
+    m.content_length(r.body.size());
+    if (!s.head) {
+      m.body() = std::move(r.body);
+    }
+  }
+  return m;
+}
+
+void session::on_write(const error_code& ec, bool last) {
+  writing_ = false;
+  out_.reset();
+  if (slots_.empty()) {
+    return;  // cannot happen: a write is always for the front slot
+  }
+  slot done = std::move(slots_.front());
+  slots_.pop_front();
+  --core_.in_flight_;
+  const int status = done.res.status >= 100 && done.res.status <= 999 ? done.res.status : 500;
+  if (ec) {
+    if (ec == beast::error::timeout) {
+      ++core_.timed_out_;
+    }
+    if (!closed_) {
+      auto level = is_expected_error(ec) ? spdlog::level::debug : spdlog::level::warn;
+      core_.log_->log(level, "{} {} {} not sent: {} request_id={} remote={}", done.method,
+                      done.path, status, ec.message(), done.request_id, remote_);
+      close_now();
+    }
+    return;
+  }
+  core_.log_->info("{} {} {} {:.1f}ms request_id={} remote={}", done.method, done.path, status,
+                   millis_since(done.received_at), done.request_id, remote_);
+  if (closed_) {
+    return;
+  }
+  if (last) {
+    begin_linger();
+    return;
+  }
+  if (read_phase_ == read_phase::paused) {
+    next_read();
+  } else if (read_phase_ == read_phase::waiting && idle()) {
+    arm_idle_timer();
+  } else if (read_phase_ == read_phase::stopped && idle()) {
+    begin_linger();  // e.g. client EOF while this (non-last) response was written
+    return;
+  }
+  do_write();
+}
+
+void session::begin_linger() {
+  if (closing_ || closed_) {
+    return;
+  }
+  closing_ = true;
+  read_phase_ = read_phase::stopped;
+  finished_ = true;
+  error_code ec;
+  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  if (ec) {
+    close_now();
+    return;
+  }
+  arm_timer(timer_role::linger, steady::now() + core_.options_.close_linger_timeout);
+  if (!read_op_pending_) {
+    buffer_.clear();
+    start_discard_read();
+  }
+  // else: the pending "waiting" read finishes into on_first_bytes → on_linger_read.
+}
+
+void session::start_discard_read() {
+  stream_.expires_never();
+  read_op_pending_ = true;
+  stream_.async_read_some(asio::buffer(discard_),
+                          [self = shared_from_this()](const error_code& ec, std::size_t) {
+                            self->read_op_pending_ = false;
+                            self->on_linger_read(ec);
+                          });
+}
+
+void session::on_linger_read(const error_code& ec) {
+  if (closed_) {
+    return;
+  }
+  if (!ec || ec == asio::error::operation_aborted) {
+    start_discard_read();  // input discarded (or a cancelled wait): keep reading until EOF
+    return;
+  }
+  close_now();  // EOF (the client closed too) or an error: done
+}
+
+void session::arm_idle_timer() {
+  const auto now = steady::now();
+  auto deadline = first_request_ ? accepted_at_ + core_.options_.read_header_timeout
+                                 : now + core_.options_.keep_alive_idle_timeout;
+  if (draining_) {
+    deadline = std::min(deadline, now + core_.options_.drain_idle_window);
+  }
+  arm_timer(timer_role::idle, deadline);
+}
+
+void session::arm_timer(timer_role role, steady::time_point deadline) {
+  timer_role_ = role;
+  timer_deadline_ = deadline;
+  const auto generation = ++timer_generation_;
+  timer_.expires_at(deadline);
+  timer_.async_wait([self = shared_from_this(), generation](const error_code& ec) {
+    self->on_timer(ec, generation);
+  });
+}
+
+void session::cancel_timer() {
+  if (timer_role_ == timer_role::none) {
+    return;
+  }
+  timer_role_ = timer_role::none;
+  ++timer_generation_;
+  timer_.cancel();
+}
+
+void session::on_timer(const error_code& ec, std::uint64_t generation) {
+  if (ec || generation != timer_generation_ || closed_) {
+    return;
+  }
+  const auto role = std::exchange(timer_role_, timer_role::none);
+  if (role == timer_role::linger) {
+    close_now();
+    return;
+  }
+  if (role != timer_role::idle || !idle() || read_phase_ != read_phase::waiting
+      || buffer_.size() > 0) {
+    return;  // stale: the connection got busy in the meantime
+  }
+  if (draining_) {
+    ++core_.idle_closed_by_drain_;
+    core_.log_->debug("connection {} ({}): closed idle by drain", id_, remote_);
+  } else {
+    ++core_.timed_out_;
+    core_.log_->debug("connection {} ({}): closed idle ({})", id_, remote_,
+                      first_request_ ? "no request" : "keep-alive timeout");
+  }
+  // The pending wait becomes the linger read (FIN now; discard whatever still comes).
+  begin_linger();
+}
+
+void session::on_drain() {
+  if (draining_ || closed_) {
+    return;
+  }
+  draining_ = true;
+  if (closing_) {
+    return;
+  }
+  if (read_phase_ == read_phase::waiting && idle() && buffer_.size() == 0) {
+    // Idle keep-alive: a window for a request already on the wire, then close.
+    const auto window = steady::now() + core_.options_.drain_idle_window;
+    if (timer_role_ != timer_role::idle || window < timer_deadline_) {
+      arm_timer(timer_role::idle, window);
+    }
+  }
+  // Busy connections: do_write makes the response queued last the closing one; a request
+  // being read is finished first (next_read stops reading after it).
+}
+
+void session::hard_close() {
+  if (closed_) {
+    return;
+  }
+  if (!slots_.empty()) {
+    core_.log_->warn("connection {} ({}): cut with {} unanswered request(s)", id_, remote_,
+                     slots_.size());
+  }
+  close_now();
+}
+
+void session::close_now() {
+  if (closed_) {
+    return;
+  }
+  closed_ = true;
+  closing_ = true;
+  finished_ = true;
+  cancel_timer();
+  stream_.close();  // pending operations complete with operation_aborted
+  // Drop the registry's reference last; the caller's completion handler still holds one.
+  core_.unregister_session(id_);
+}
+
+// ---------------------------------------------------------------------------------------
+// http_server_core
+
+http_server_core::http_server_core(http_server_options options, handler_fn handler)
+    : options_(std::move(options)),
+      handler_(std::move(handler)),
+      log_(si::config::logger("http_gateway")),
+      acceptor_(asio::make_strand(io_context_)),
+      accept_retry_(acceptor_.get_executor()) {
+  std::random_device rd;
+  id_nonce_ = rd();
+}
+
+http_server_core::~http_server_core() {
+  stop();
+}
+
+std::string http_server_core::make_request_id() {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%08x-%012llx", id_nonce_,
+                static_cast<unsigned long long>(next_request_id_.fetch_add(1)));
+  return buf;
+}
+
+std::uint16_t http_server_core::start() {
+  if (started_.exchange(true)) {
+    throw std::logic_error("http_server::start called twice");
+  }
+  tcp::endpoint endpoint;
+  try {
+    error_code ec;
+    auto address = asio::ip::make_address(options_.host, ec);
+    if (!ec) {
+      endpoint = tcp::endpoint(address, options_.port);
+    } else {
+      tcp::resolver resolver(io_context_);
+      auto results = resolver.resolve(options_.host, std::to_string(options_.port));
+      endpoint = results.begin()->endpoint();
+    }
+    std::lock_guard lock(acceptor_mutex_);
+    acceptor_.open(endpoint.protocol());
+    acceptor_.set_option(asio::socket_base::reuse_address(true));
+    acceptor_.bind(endpoint);
+    acceptor_.listen(asio::socket_base::max_listen_connections);
+    port_ = acceptor_.local_endpoint().port();
+    accepting_ = true;
+    do_accept();
+  } catch (const boost::system::system_error& e) {
+    throw std::system_error(
+        e.code().value(), std::system_category(),
+        "http_server: cannot listen on " + options_.host + ":" + std::to_string(options_.port));
+  }
+  work_.emplace(io_context_.get_executor());
+  const unsigned n = options_.io_threads > 0 ? options_.io_threads
+                                             : std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < n; ++i) {
+    threads_.emplace_back([this] {
+      for (;;) {
+        try {
+          io_context_.run();
+          return;
+        } catch (const std::exception& e) {
+          log_->error("io thread: unhandled exception: {}", e.what());
+        }
+      }
+    });
+  }
+  log_->info("listening on {}:{} ({} io threads)", endpoint.address().to_string(), port_.load(), n);
+  return port_;
+}
+
+void http_server_core::do_accept() {
+  acceptor_.async_accept(
+      asio::make_strand(io_context_),
+      [this](const error_code& ec, tcp::socket socket) { on_accept(ec, std::move(socket)); });
+}
+
+void http_server_core::on_accept(const error_code& ec, tcp::socket socket) {
+  if (!ec) {
+    start_connection(std::move(socket));
+  }
+  std::lock_guard lock(acceptor_mutex_);
+  if (!acceptor_.is_open() || ec == asio::error::operation_aborted) {
+    return;
+  }
+  if (ec) {
+    // E.g. EMFILE: retry shortly instead of spinning on the same error.
+    log_->warn("accept failed: {}; retrying in 100 ms", ec.message());
+    accept_retry_.expires_after(std::chrono::milliseconds(100));
+    accept_retry_.async_wait([this](const error_code& wait_ec) {
+      std::lock_guard retry_lock(acceptor_mutex_);
+      if (!wait_ec && acceptor_.is_open()) {
+        do_accept();
+      }
+    });
+    return;
+  }
+  do_accept();
+}
+
+void http_server_core::start_connection(tcp::socket socket) {
+  auto hold = connections_.enter();
+  if (!hold) {
+    // Accepted after begin_drain (an accept that raced close_acceptor): not served.
+    error_code ignored;
+    socket.shutdown(tcp::socket::shutdown_both, ignored);
+    socket.close(ignored);
+    log_->debug("connection accepted after drain began: closed");
+    return;
+  }
+  bool reject = false;
+  auto open = connections_open_.load();
+  do {
+    if (open >= options_.max_connections) {
+      reject = true;
+      break;
+    }
+  } while (!connections_open_.compare_exchange_weak(open, open + 1));
+  if (reject) {
+    ++refused_over_limit_;
+  } else {
+    ++connections_total_;
+  }
+  const auto id = next_connection_id_.fetch_add(1);
+  auto s =
+      std::make_shared<session>(*this, std::move(socket), std::move(*hold), id, !reject, reject);
+  if (reject) {
+    log_->warn("connection {} ({}) refused: {} connections open", id, s->remote(),
+               options_.max_connections);
+  }
+  {
+    std::lock_guard lock(sessions_mutex_);
+    sessions_.emplace(id, s);
+  }
+  // Registered before it starts, so begin_drain/cut_remaining never miss it; their posts
+  // queue behind on_start on the strand.
+  s->start();
+}
+
+void http_server_core::unregister_session(std::uint64_t id) {
+  std::shared_ptr<session> keep;  // destroyed outside the lock
+  std::lock_guard lock(sessions_mutex_);
+  if (auto it = sessions_.find(id); it != sessions_.end()) {
+    keep = std::move(it->second);
+    sessions_.erase(it);
+  }
+}
+
+std::vector<std::shared_ptr<session>> http_server_core::snapshot() {
+  std::vector<std::shared_ptr<session>> all;
+  std::lock_guard lock(sessions_mutex_);
+  all.reserve(sessions_.size());
+  for (auto& [id, s] : sessions_) {
+    all.push_back(s);
+  }
+  return all;
+}
+
+std::size_t http_server_core::close_acceptor() {
+  std::vector<tcp::socket> taken;
+  {
+    std::lock_guard lock(acceptor_mutex_);
+    if (!acceptor_.is_open()) {
+      return 0;
+    }
+    // Clients already in the kernel backlog completed their handshake and may have sent a
+    // request: take them before closing (closing would reset them).
+    error_code ec;
+    acceptor_.non_blocking(true, ec);
+    while (!ec) {
+      tcp::socket socket(asio::make_strand(io_context_));
+      acceptor_.accept(socket, ec);
+      if (!ec) {
+        taken.push_back(std::move(socket));
+      }
+    }
+    acceptor_.close(ec);
+    accept_retry_.cancel();
+    accepting_ = false;
+  }
+  for (auto& socket : taken) {
+    start_connection(std::move(socket));
+  }
+  from_backlog_ += taken.size();
+  log_->info("acceptor closed: new connections are refused ({} taken from the backlog)",
+             taken.size());
+  return taken.size();
+}
+
+void http_server_core::begin_drain() {
+  if (draining_.exchange(true)) {
+    return;
+  }
+  // Before notifying sessions because one accepted from now on must not be served.
+  connections_.close();
+  auto all = snapshot();
+  log_->info("drain begins: {} connection(s) open, {} request(s) in flight", all.size(),
+             in_flight_.load());
+  for (auto& s : all) {
+    auto ex = s->executor();
+    asio::post(ex, [s = std::move(s)] { s->on_drain(); });
+  }
+}
+
+void http_server_core::async_wait_drained(std::function<void()> callback) {
+  connections_.on_drained(std::move(callback));
+}
+
+std::size_t http_server_core::cut_remaining() {
+  auto all = snapshot();
+  std::size_t n = 0;
+  for (auto& s : all) {
+    if (s->claim_cut()) {
+      ++n;
+    }
+    auto ex = s->executor();
+    asio::post(ex, [s = std::move(s)] { s->hard_close(); });
+  }
+  cut_ += n;
+  if (n > 0) {
+    log_->warn("graceful timeout: cut {} connection(s)", n);
+  }
+  return n;
+}
+
+void http_server_core::stop() {
+  if (stopped_.exchange(true)) {
+    return;
+  }
+  {
+    // Before stopping the threads because a respond_fn posting now must find a live
+    // io_context; after this, every respond_fn is a no-op.
+    std::unique_lock lock(lifeline_->mutex);
+    lifeline_->alive = false;
+  }
+  {
+    std::lock_guard lock(acceptor_mutex_);
+    error_code ignored;
+    acceptor_.close(ignored);
+    accepting_ = false;
+  }
+  work_.reset();
+  io_context_.stop();
+  for (auto& t : threads_) {
+    if (t.get_id() == std::this_thread::get_id()) {
+      log_->critical("http_server::stop called from an io thread; not joining it");
+      t.detach();
+    } else if (t.joinable()) {
+      t.join();
+    }
+  }
+  threads_.clear();
+  // Sessions with no pending operation die here; the rest die with io_context_'s handlers.
+  std::unordered_map<std::uint64_t, std::shared_ptr<session>> remaining;
+  {
+    std::lock_guard lock(sessions_mutex_);
+    remaining.swap(sessions_);
+  }
+  remaining.clear();
+  if (started_.load()) {
+    log_->info("stopped: {} request(s) served", requests_total_.load());
+  }
+}
+
+http_server_stats http_server_core::stats() const {
+  http_server_stats s;
+  s.connections_open = connections_open_.load();
+  s.connections_total = connections_total_.load();
+  s.requests_total = requests_total_.load();
+  s.in_flight = in_flight_.load();
+  s.served_during_drain = served_during_drain_.load();
+  s.idle_closed_by_drain = idle_closed_by_drain_.load();
+  s.cut = cut_.load();
+  s.refused_over_limit = refused_over_limit_.load();
+  s.bad_requests = bad_requests_.load();
+  s.timed_out = timed_out_.load();
+  s.from_backlog = from_backlog_.load();
+  s.accepting = accepting_.load();
+  s.draining = draining_.load();
+  return s;
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------------
+// http_server
+
+http_server::http_server(http_server_options options, handler_fn handler)
+    : core_(std::make_unique<detail::http_server_core>(std::move(options), std::move(handler))) {}
+
+http_server::~http_server() {
+  stop();
+}
+
+std::uint16_t http_server::start() {
+  return core_->start();
+}
+
+std::size_t http_server::close_acceptor() {
+  return core_->close_acceptor();
+}
+
+void http_server::begin_drain() {
+  core_->begin_drain();
+}
+
+void http_server::async_wait_drained(std::function<void()> callback) {
+  core_->async_wait_drained(std::move(callback));
+}
+
+std::size_t http_server::cut_remaining() {
+  return core_->cut_remaining();
+}
+
+void http_server::stop() {
+  core_->stop();
+}
+
+http_server_stats http_server::stats() const {
+  return core_->stats();
+}
+
+std::uint16_t http_server::port() const {
+  return core_->port();
+}
+
+}  // namespace si::net

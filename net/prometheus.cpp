@@ -1,0 +1,219 @@
+#include "net/prometheus.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <cstdio>
+
+namespace si::net {
+
+namespace {
+
+std::string escape_label(const std::string& v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string escape_help(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string format_value(double v) {
+  if (std::isinf(v)) {
+    return v > 0 ? "+Inf" : "-Inf";
+  }
+  if (std::isnan(v)) {
+    return "NaN";
+  }
+  char buf[64];
+  if (v == std::floor(v) && std::fabs(v) < 1e15) {
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.9g", v);
+  }
+  return buf;
+}
+
+/// Inserts `le` into rendered labels `{...}`.
+std::string with_le(const std::string& rendered, const std::string& le) {
+  if (rendered.empty()) {
+    return "{le=\"" + le + "\"}";
+  }
+  return rendered.substr(0, rendered.size() - 1) + ",le=\"" + le + "\"}";
+}
+
+}  // namespace
+
+std::string render_labels(const metric_labels& labels) {
+  if (labels.empty()) {
+    return {};
+  }
+  std::string out = "{";
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (i > 0) {
+      out += ',';
+    }
+    out += labels[i].first + "=\"" + escape_label(labels[i].second) + "\"";
+  }
+  return out + "}";
+}
+
+void metrics_registry::describe_counter(const std::string& name, const std::string& help) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto& f = families_[name];
+  f.type = "counter";
+  f.help = help;
+}
+
+void metrics_registry::describe_gauge(const std::string& name, const std::string& help) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto& f = families_[name];
+  f.type = "gauge";
+  f.help = help;
+}
+
+void metrics_registry::describe_histogram(const std::string& name, const std::string& help,
+                                          std::vector<double> bounds) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto& f = families_[name];
+  f.type = "histogram";
+  f.help = help;
+  std::sort(bounds.begin(), bounds.end());
+  f.bounds = std::move(bounds);
+}
+
+metrics_registry::family* metrics_registry::find(const std::string& name, const char* type) {
+  auto i = families_.find(name);
+  if (i == families_.end() || i->second.type != type) {
+    assert(!"metric family used before it was described");
+    return nullptr;
+  }
+  return &i->second;
+}
+
+void metrics_registry::counter_add(const std::string& name, const metric_labels& labels,
+                                   double v) {
+  auto key = render_labels(labels);
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (auto* f = find(name, "counter")) {
+    f->values[key] += v;
+  }
+}
+
+void metrics_registry::counter_set(const std::string& name, const metric_labels& labels,
+                                   double v) {
+  auto key = render_labels(labels);
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (auto* f = find(name, "counter")) {
+    f->values[key] = v;
+  }
+}
+
+void metrics_registry::gauge_set(const std::string& name, const metric_labels& labels,
+                                 double v) {
+  auto key = render_labels(labels);
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (auto* f = find(name, "gauge")) {
+    f->values[key] = v;
+  }
+}
+
+void metrics_registry::gauge_add(const std::string& name, const metric_labels& labels,
+                                 double v) {
+  auto key = render_labels(labels);
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (auto* f = find(name, "gauge")) {
+    f->values[key] += v;
+  }
+}
+
+void metrics_registry::histogram_observe(const std::string& name, const metric_labels& labels,
+                                         double v) {
+  auto key = render_labels(labels);
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto* f = find(name, "histogram");
+  if (f == nullptr) {
+    return;
+  }
+  auto& h = f->histograms[key];
+  if (h.buckets.empty()) {
+    h.buckets.assign(f->bounds.size(), 0);
+  }
+  auto i = std::lower_bound(f->bounds.begin(), f->bounds.end(), v) - f->bounds.begin();
+  if (static_cast<size_t>(i) < h.buckets.size()) {
+    ++h.buckets[i];
+  }
+  ++h.count;
+  h.sum += v;
+}
+
+void metrics_registry::clear(const std::string& name) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto i = families_.find(name);
+  if (i != families_.end()) {
+    i->second.values.clear();
+    i->second.histograms.clear();
+  }
+}
+
+double metrics_registry::value(const std::string& name, const metric_labels& labels) const {
+  auto key = render_labels(labels);
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto i = families_.find(name);
+  if (i == families_.end()) {
+    return 0;
+  }
+  auto j = i->second.values.find(key);
+  return j == i->second.values.end() ? 0 : j->second;
+}
+
+std::string metrics_registry::render() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  std::string out;
+  for (const auto& [name, f] : families_) {
+    out += "# HELP " + name + " " + escape_help(f.help) + "\n";
+    out += "# TYPE " + name + " " + f.type + "\n";
+    if (f.type == "histogram") {
+      for (const auto& [labels, h] : f.histograms) {
+        uint64_t cumulative = 0;
+        for (size_t i = 0; i < f.bounds.size(); ++i) {
+          cumulative += h.buckets[i];
+          out += name + "_bucket" + with_le(labels, format_value(f.bounds[i])) + " " +
+                 std::to_string(cumulative) + "\n";
+        }
+        out += name + "_bucket" + with_le(labels, "+Inf") + " " + std::to_string(h.count) + "\n";
+        out += name + "_sum" + labels + " " + format_value(h.sum) + "\n";
+        out += name + "_count" + labels + " " + std::to_string(h.count) + "\n";
+      }
+      continue;
+    }
+    for (const auto& [labels, v] : f.values) {
+      out += name + labels + " " + format_value(v) + "\n";
+    }
+  }
+  return out;
+}
+
+}  // namespace si::net
