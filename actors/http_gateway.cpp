@@ -71,7 +71,7 @@ std::string counts_json(gateway_state& st) {
                         {"writes_refused_during_drain", st.writes_refused},
                         {"from_backlog", s.from_backlog},
                         {"connections_total", s.connections_total}}
-    .dump();
+      .dump();
 }
 
 /// Wraps `respond` so every answer is counted by route and status before it is sent.
@@ -81,8 +81,9 @@ net::respond_fn metered(self_ptr self, http_call& call, const std::string& route
   auto method = call.request.method;
   auto inner = std::move(call.respond);
   return [metrics, received, method, route, inner](net::http_response r) {
-    metrics->counter_add("si_http_requests_total",
-                         {{"route", route}, {"method", method}, {"status", std::to_string(r.status)}});
+    metrics->counter_add(
+        "si_http_requests_total",
+        {{"route", route}, {"method", method}, {"status", std::to_string(r.status)}});
     metrics->histogram_observe("si_http_request_duration_seconds", {{"route", route}},
                                seconds_since(received));
     inner(std::move(r));
@@ -132,16 +133,16 @@ http_gateway_actor::behavior_type gateway_impl(self_ptr self, http_gateway_optio
   auto timeout = st.opts.upstream_timeout;
   st.up.query = [self, timeout](db_task task, auto done) {
     self->request(self->state.opts.db, timeout, query_atom_v, std::move(task))
-      .then([done](db_result& r) { done(std::move(r.value)); },
-            [done](caf::error& err) { done(to_string(err)); });
+        .then([done](db_result& r) { done(std::move(r.value)); },
+              [done](caf::error& err) { done(to_string(err)); });
   };
   st.up.cache_get = [self, timeout](std::string key, auto done) {
     self->request(self->state.opts.cache, timeout, get_atom_v, std::move(key))
-      .then(
-        [done](bool found, std::string& v) {
-          done(found ? std::optional<std::string>{std::move(v)} : std::nullopt);
-        },
-        [done](caf::error&) { done(std::nullopt); });
+        .then(
+            [done](bool found, std::string& v) {
+              done(found ? std::optional<std::string>{std::move(v)} : std::nullopt);
+            },
+            [done](caf::error&) { done(std::nullopt); });
   };
   st.up.cache_put = [self](std::string key, std::string value, milliseconds ttl) {
     // Fire and forget: nobody waits for the cache's acknowledgement.
@@ -153,8 +154,8 @@ http_gateway_actor::behavior_type gateway_impl(self_ptr self, http_gateway_optio
   };
   st.up.cache_stats = [self, timeout](auto done) {
     self->request(self->state.opts.cache, timeout, stats_atom_v)
-      .then([done](std::string& s) { done(nlohmann::json::parse(s, nullptr, false)); },
-            [done](caf::error&) { done(nullptr); });
+        .then([done](std::string& s) { done(nlohmann::json::parse(s, nullptr, false)); },
+              [done](caf::error&) { done(nullptr); });
   };
   st.up.checks = [self, timeout](auto done) {
     auto result = std::make_shared<nlohmann::json>(nlohmann::json::object());
@@ -164,22 +165,36 @@ http_gateway_actor::behavior_type gateway_impl(self_ptr self, http_gateway_optio
       }
     };
     self->request(self->state.opts.db, timeout, health_atom_v)
-      .then([result, finish](bool ok) { (*result)["db"] = ok ? "ok" : "fail"; finish(); },
-            [result, finish](caf::error&) { (*result)["db"] = "fail"; finish(); });
+        .then(
+            [result, finish](bool ok) {
+              (*result)["db"] = ok ? "ok" : "fail";
+              finish();
+            },
+            [result, finish](caf::error&) {
+              (*result)["db"] = "fail";
+              finish();
+            });
     self->request(self->state.opts.cache, timeout, health_atom_v)
-      .then([result, finish](std::string& h) { (*result)["cache"] = h; finish(); },
-            [result, finish](caf::error&) { (*result)["cache"] = "degraded"; finish(); });
+        .then(
+            [result, finish](std::string& h) {
+              (*result)["cache"] = h;
+              finish();
+            },
+            [result, finish](caf::error&) {
+              (*result)["cache"] = "degraded";
+              finish();
+            });
   };
   st.up.after = [self](milliseconds delay, std::function<void()> fn) {
     self->delayed_send(self, delay, respond_atom_v, deferred_fn{std::move(fn)});
   };
   auto me = caf::actor_cast<http_gateway_actor>(self);
   st.server = std::make_unique<net::http_server>(
-    *st.opts.server, [me](net::http_request req, net::respond_fn respond) {
-      // Runs on an io thread: hand over to the actor; if it is gone the dropped respond_fn
-      // answers 500 by itself.
-      caf::anon_send(me, http_atom_v, http_call{std::move(req), std::move(respond)});
-    });
+      *st.opts.server, [me](net::http_request req, net::respond_fn respond) {
+        // Runs on an io thread: hand over to the actor; if it is gone the dropped respond_fn
+        // answers 500 by itself.
+        caf::anon_send(me, http_atom_v, http_call{std::move(req), std::move(respond)});
+      });
   try {
     auto port = st.server->start();
     st.log->info("listening on {}:{}", st.opts.server->host, port);
@@ -193,70 +208,69 @@ http_gateway_actor::behavior_type gateway_impl(self_ptr self, http_gateway_optio
     return http_gateway_actor::behavior_type::make_empty_behavior();
   }
   return {
-    [=](http_atom, http_call& call) {
-      auto& st = self->state;
-      auto m = st.routes.match(call.request.method, call.request.path);
-      auto label = m.status == net::route_status::found ? m.pattern : std::string{"unmatched"};
-      call.respond = metered(self, call, label);
-      auto* server = st.server.get();
-      route_context ctx{st.up,
-                        *st.opts.metrics,
-                        [server] { return server->stats(); },
-                        st.opts.admin_token,
-                        st.opts.cache_ttl,
-                        st.draining,
-                        st.started};
-      if (st.draining && is_write(call.request.method) &&
-          m.status == net::route_status::found) {
-        // Read-only degradation during drain: the client may retry on another instance.
-        ++st.writes_refused;
-        auto r = net::make_error_response(503, "SHUTTING_DOWN",
-                                          "the server is shutting down; retry shortly",
-                                          call.request.request_id);
-        r.set_header("Retry-After", "1");
-        call.respond(std::move(r));
-        return;
-      }
-      handle_request(ctx, m, std::move(call.request), std::move(call.respond));
-    },
-    [=](respond_atom, deferred_fn& f) { f.fn(); },
-    [=](caf::update_atom, const std::string& name, const caf::actor& handle) {
-      if (name == "db") {
-        self->state.opts.db = caf::actor_cast<db_actor>(handle);
-      } else if (name == "cache") {
-        self->state.opts.cache = caf::actor_cast<cache_actor>(handle);
-      }
-    },
-    [=](status_atom) { return counts_json(self->state); },
-    [=](drain_atom) -> caf::result<std::string> {
-      auto& st = self->state;
-      if (st.drain_promise) {
-        return make_error(errc::closing, "drain already in progress");
-      }
-      st.drain_promise = self->make_response_promise<std::string>();
-      st.draining = true;  // /health/ready answers 503 from now on
-      st.drain_started = steady::now();
-      st.log->info("drain: readiness 503; serving reads for {} ms before closing the acceptor",
-                   st.opts.drain_delay.count());
-      if (st.opts.drain_delay.count() > 0) {
-        self->delayed_send(self, st.opts.drain_delay, drain_step_atom_v);
-      } else {
-        close_and_drain(self);
-      }
-      return *st.drain_promise;
-    },
-    [=](drain_step_atom) { close_and_drain(self); },
-    [=](drained_atom) { finish_drain(self); },
-    [=](cut_atom) {
-      auto& st = self->state;
-      if (st.replied) {
-        return;
-      }
-      st.cut = st.server->cut_remaining();
-      st.log->warn("graceful timeout of {} ms passed: cut {} unfinished connections",
-                   st.opts.graceful_timeout.count(), st.cut);
-      // The drained callback fires once the cut sockets are closed.
-    },
+      [=](http_atom, http_call& call) {
+        auto& st = self->state;
+        auto m = st.routes.match(call.request.method, call.request.path);
+        auto label = m.status == net::route_status::found ? m.pattern : std::string{"unmatched"};
+        call.respond = metered(self, call, label);
+        auto* server = st.server.get();
+        route_context ctx{st.up,
+                          *st.opts.metrics,
+                          [server] { return server->stats(); },
+                          st.opts.admin_token,
+                          st.opts.cache_ttl,
+                          st.draining,
+                          st.started};
+        if (st.draining && is_write(call.request.method) && m.status == net::route_status::found) {
+          // Read-only degradation during drain: the client may retry on another instance.
+          ++st.writes_refused;
+          auto r = net::make_error_response(503, "SHUTTING_DOWN",
+                                            "the server is shutting down; retry shortly",
+                                            call.request.request_id);
+          r.set_header("Retry-After", "1");
+          call.respond(std::move(r));
+          return;
+        }
+        handle_request(ctx, m, std::move(call.request), std::move(call.respond));
+      },
+      [=](respond_atom, deferred_fn& f) { f.fn(); },
+      [=](caf::update_atom, const std::string& name, const caf::actor& handle) {
+        if (name == "db") {
+          self->state.opts.db = caf::actor_cast<db_actor>(handle);
+        } else if (name == "cache") {
+          self->state.opts.cache = caf::actor_cast<cache_actor>(handle);
+        }
+      },
+      [=](status_atom) { return counts_json(self->state); },
+      [=](drain_atom) -> caf::result<std::string> {
+        auto& st = self->state;
+        if (st.drain_promise) {
+          return make_error(errc::closing, "drain already in progress");
+        }
+        st.drain_promise = self->make_response_promise<std::string>();
+        st.draining = true;  // /health/ready answers 503 from now on
+        st.drain_started = steady::now();
+        st.log->info("drain: readiness 503; serving reads for {} ms before closing the acceptor",
+                     st.opts.drain_delay.count());
+        if (st.opts.drain_delay.count() > 0) {
+          self->delayed_send(self, st.opts.drain_delay, drain_step_atom_v);
+        } else {
+          close_and_drain(self);
+        }
+        return *st.drain_promise;
+      },
+      [=](drain_step_atom) { close_and_drain(self); },
+      [=](drained_atom) { finish_drain(self); },
+      [=](cut_atom) {
+        auto& st = self->state;
+        if (st.replied) {
+          return;
+        }
+        st.cut = st.server->cut_remaining();
+        st.log->warn("graceful timeout of {} ms passed: cut {} unfinished connections",
+                     st.opts.graceful_timeout.count(), st.cut);
+        // The drained callback fires once the cut sockets are closed.
+      },
   };
 }
 

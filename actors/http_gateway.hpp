@@ -46,8 +46,8 @@ namespace si::actors {
 /// be cut at SHUTDOWN_GRACEFUL_TIMEOUT); `status_atom` → JSON of the server counters;
 /// `update_atom, name, handle` → use the restarted "db" or "cache" actor from now on.
 /// The rest are the gateway's own timers.
-using http_gateway_actor
-  = caf::typed_actor<caf::reacts_to<http_atom, http_call>,
+using http_gateway_actor =
+    caf::typed_actor<caf::reacts_to<http_atom, http_call>,
                      caf::replies_to<drain_atom>::with<std::string>,
                      caf::replies_to<status_atom>::with<std::string>,
                      caf::reacts_to<drain_step_atom>, caf::reacts_to<drained_atom>,
@@ -60,8 +60,8 @@ struct http_gateway_options {
   db_actor db;
   cache_actor cache;
   std::shared_ptr<net::metrics_registry> metrics;
-  std::optional<std::string> admin_token;  ///< ADMIN_API_TOKEN; unset → writes 403
-  std::chrono::milliseconds drain_delay{0};         ///< SHUTDOWN_DRAIN_DELAY
+  std::optional<std::string> admin_token;              ///< ADMIN_API_TOKEN; unset → writes 403
+  std::chrono::milliseconds drain_delay{0};            ///< SHUTDOWN_DRAIN_DELAY
   std::chrono::milliseconds graceful_timeout{30'000};  ///< SHUTDOWN_GRACEFUL_TIMEOUT
   std::chrono::milliseconds upstream_timeout{5'000};   ///< HTTP_UPSTREAM_TIMEOUT_MS
   std::chrono::milliseconds cache_ttl{60'000};         ///< CACHE_DEFAULT_TTL

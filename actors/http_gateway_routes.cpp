@@ -1,12 +1,21 @@
 #include "actors/http_gateway_routes.hpp"
 
+#include "domain/asset.hpp"
+#include "domain/strkey.hpp"
 #include "net/http_server.hpp"
 #include "net/prometheus.hpp"
+#include "storage/anchors_repo.hpp"
+#include "storage/corridors_repo.hpp"
+#include "storage/ingestion_repo.hpp"
+#include "storage/pools_repo.hpp"
 #include "storage/shutdown_reports.hpp"
+#include "storage/trustlines_repo.hpp"
 
 #include <soci/soci.h>
 
+#include <cmath>
 #include <cstdio>
+#include <limits>
 #include <set>
 
 namespace si::actors {
@@ -22,7 +31,30 @@ enum route_id : int {
   r_cache_stats,
   r_shutdown_reports,
   r_test_slow,
+  r_ingestion_status,
+  r_corridors,
+  r_corridor,
+  r_anchors,
+  r_anchor,
+  r_anchor_by_account,
+  r_anchor_create,
+  r_anchor_add_asset,
+  r_pools,
+  r_pool_stats,
+  r_pool,
+  r_pool_snapshots,
+  r_trust_stats,
+  r_trust_rankings,
+  r_trust_history,
 };
+
+/// The ingestion stream the ingestor records its cursor and state under.
+constexpr std::string_view ingestion_stream = "horizon";
+
+int64_t unix_ms_now() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
 
 net::http_response error(const net::http_request& req, int status, std::string_view code,
                          std::string_view message) {
@@ -31,7 +63,7 @@ net::http_response error(const net::http_request& req, int status, std::string_v
 
 /// Reads and validates query parameters; the first problem wins and names the field.
 class query_reader {
-public:
+ public:
   explicit query_reader(const net::http_request& req) {
     auto parsed = net::parse_query(req.query);
     if (!parsed) {
@@ -52,11 +84,61 @@ public:
     errno = 0;
     long long x = std::strtoll(v->c_str(), &end, 10);
     if (v->empty() || *end != '\0' || errno != 0 || x < lo || x > hi) {
-      fail(name, "must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi) +
-                   ", got '" + *v + "'");
+      fail(name, "must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi)
+                     + ", got '" + *v + "'");
       return def;
     }
     return x;
+  }
+
+  /// A finite number in [lo, hi], nullopt when absent.
+  std::optional<double> number(const std::string& name, double lo, double hi) {
+    auto v = raw(name);
+    if (!v) {
+      return std::nullopt;
+    }
+    char* end = nullptr;
+    double x = std::strtod(v->c_str(), &end);
+    if (v->empty() || *end != '\0' || !std::isfinite(x) || x < lo || x > hi) {
+      fail(name, "must be a number from " + std::to_string(lo) + " to " + std::to_string(hi)
+                     + ", got '" + *v + "'");
+      return std::nullopt;
+    }
+    return x;
+  }
+
+  /// Free text, nullopt when absent.
+  std::optional<std::string> text(const std::string& name) {
+    return raw(name);
+  }
+
+  /// Records a validation problem found by the caller.
+  void reject(const std::string& field, std::string message) {
+    fail(field, std::move(message));
+  }
+
+  /// `limit` (1..200, default 50) and `offset` (>= 0).
+  storage::page_request page() {
+    storage::page_request p;
+    p.limit =
+        static_cast<int>(integer("limit", storage::default_page_limit, 1, storage::max_page_limit));
+    p.offset = integer("offset", 0, 0, std::numeric_limits<int32_t>::max());
+    return p;
+  }
+
+  /// `order=asc|desc`, nullopt when absent.
+  std::optional<storage::sort_order> order() {
+    auto o = one_of("order", "", {"asc", "desc"});
+    return o.empty() ? std::nullopt : storage::parse_sort_order(o);
+  }
+
+  /// The parameters in canonical (sorted) form, for cache keys.
+  std::string canonical() const {
+    std::string out;
+    for (const auto& [k, v] : params_) {
+      out += (out.empty() ? "" : "&") + k + "=" + v;
+    }
+    return out;
   }
 
   /// One of `allowed`, `def` when absent.
@@ -99,7 +181,7 @@ public:
     return r;
   }
 
-private:
+ private:
   std::optional<std::string> raw(const std::string& name) {
     used_.insert(name);
     auto i = params_.find(name);
@@ -118,8 +200,7 @@ private:
 };
 
 /// 401/403 for a request that needs the admin token, or nullopt when it may proceed.
-std::optional<net::http_response> check_auth(const route_context& ctx,
-                                             const net::http_request& req,
+std::optional<net::http_response> check_auth(const route_context& ctx, const net::http_request& req,
                                              std::string_view disabled_code) {
   if (!ctx.admin_token) {
     return error(req, 403, disabled_code, "no ADMIN_API_TOKEN is configured on this server");
@@ -167,8 +248,8 @@ void serve_cached(route_context& ctx, net::http_request req, net::respond_fn res
                   std::string key, db_task task, std::string not_found) {
   auto* up = &ctx.up;
   auto ttl = ctx.cache_ttl;
-  up->cache_get(key, [=, req = std::move(req), task = std::move(task)](
-                       std::optional<std::string> hit) mutable {
+  up->cache_get(key, [=, req = std::move(req),
+                      task = std::move(task)](std::optional<std::string> hit) mutable {
     if (hit) {
       respond(cached_response(req, *hit, ttl));
       return;
@@ -190,17 +271,441 @@ void serve_cached(route_context& ctx, net::http_request req, net::respond_fn res
   });
 }
 
+/// The JSON object body of a write, or nullopt after answering 415/400 itself.
+std::optional<nlohmann::json> json_body(const net::http_request& req,
+                                        const net::respond_fn& respond) {
+  auto ct = req.header("Content-Type");
+  if (!ct || !net::iequals(ct->substr(0, std::min<size_t>(ct->size(), 16)), "application/json")) {
+    respond(error(req, 415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json"));
+    return std::nullopt;
+  }
+  auto body = nlohmann::json::parse(req.body, nullptr, false);
+  if (body.is_discarded()) {
+    respond(error(req, 400, "INVALID_JSON", "the request body is not valid JSON"));
+    return std::nullopt;
+  }
+  if (!body.is_object()) {
+    respond(error(req, 400, "INVALID_JSON", "the request body must be a JSON object"));
+    return std::nullopt;
+  }
+  return body;
+}
+
+/// A required string field of a write body, or nullopt after answering 422 itself.
+std::optional<std::string> string_field(const nlohmann::json& body, const std::string& name,
+                                        bool required, const net::http_request& req,
+                                        const net::respond_fn& respond) {
+  auto i = body.find(name);
+  if (i == body.end() || i->is_null()) {
+    if (required) {
+      auto r = error(req, 422, "VALIDATION_FAILED", name + " is required");
+      auto j = nlohmann::json::parse(r.body);
+      j["error"]["field"] = name;
+      r.body = j.dump();
+      respond(std::move(r));
+    }
+    return std::nullopt;
+  }
+  if (!i->is_string()) {
+    auto r = error(req, 422, "VALIDATION_FAILED", name + " must be a string");
+    auto j = nlohmann::json::parse(r.body);
+    j["error"]["field"] = name;
+    r.body = j.dump();
+    respond(std::move(r));
+    return std::nullopt;
+  }
+  return i->get<std::string>();
+}
+
+/// Turns a repository write outcome into JSON the gateway can map to a status.
+template <class Variant>
+nlohmann::json write_outcome(Variant&& result) {
+  return std::visit(
+      [](auto&& v) -> nlohmann::json {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, nlohmann::json>) {
+          return {{"ok", v}};
+        } else if constexpr (std::is_same_v<T, storage::field_error>) {
+          return {{"field_error", {{"field", v.field}, {"message", v.message}}}};
+        } else if constexpr (std::is_same_v<T, storage::not_found_error>) {
+          return {{"not_found", v.message}};
+        } else {
+          return {{"conflict", v.message}};
+        }
+      },
+      std::forward<Variant>(result));
+}
+
+/// Runs a write on the db and answers 201/404/409/422; invalidates `pattern` on success.
+void run_write(route_context& ctx, net::http_request req, net::respond_fn respond, db_task task,
+               std::string pattern) {
+  auto* up = &ctx.up;
+  up->query(std::move(task), [=](std::variant<nlohmann::json, std::string> result) {
+    if (auto* err = std::get_if<std::string>(&result)) {
+      return respond(upstream_error(req, *err));
+    }
+    auto& j = std::get<nlohmann::json>(result);
+    if (j.contains("ok")) {
+      up->cache_invalidate(pattern);  // before answering: a client's next read sees it
+      return respond(json_response(201, j["ok"]));
+    }
+    if (j.contains("field_error")) {
+      auto field = j["field_error"]["field"].get<std::string>();
+      auto r = error(req, 422, "VALIDATION_FAILED",
+                     field + " " + j["field_error"]["message"].get<std::string>());
+      auto body = nlohmann::json::parse(r.body);
+      body["error"]["field"] = field;
+      r.body = body.dump();
+      return respond(std::move(r));
+    }
+    if (j.contains("not_found")) {
+      return respond(error(req, 404, "NOT_FOUND", j["not_found"].get<std::string>()));
+    }
+    respond(error(req, 409, "CONFLICT", j.value("conflict", std::string{"conflict"})));
+  });
+}
+
+/// The cache key of a GET: path plus canonical query.
+std::string cache_key(const net::http_request& req, const query_reader& q) {
+  return "api:" + req.path + "?" + q.canonical();
+}
+
+bool is_pool_id(const std::string& id) {
+  if (id.size() != 64) {
+    return false;
+  }
+  for (char c : id) {
+    if (!std::isxdigit(static_cast<unsigned char>(c))
+        || std::isupper(static_cast<unsigned char>(c))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void handle_analytics(route_context& ctx, const net::route_match& match, net::http_request req,
+                      net::respond_fn respond) {
+  query_reader q{req};
+  auto param = [&](const char* name) { return match.params.at(name); };
+  auto finish_or_answer = [&]() {
+    if (auto bad = q.finish(req)) {
+      respond(std::move(*bad));
+      return false;
+    }
+    return true;
+  };
+  auto cached = [&](std::string not_found, std::function<nlohmann::json(soci::session&)> fn,
+                    const char* label) {
+    auto key = cache_key(req, q);
+    serve_cached(ctx, std::move(req), std::move(respond), std::move(key),
+                 db_task{label, std::move(fn)}, std::move(not_found));
+  };
+  auto period = [&]() -> std::optional<storage::corridor_period> {
+    auto p = q.one_of("period", "", {"24h", "7d", "30d"});
+    return p.empty() ? std::nullopt : storage::parse_corridor_period(p);
+  };
+  switch (match.route_id) {
+    case r_ingestion_status: {
+      if (!finish_or_answer()) {
+        return;
+      }
+      db_task task{"ingestion.status", [](soci::session& sql) {
+                     return storage::ingestion_status(sql, ingestion_stream, std::nullopt);
+                   }};
+      ctx.up.query(std::move(task), [req, respond](auto result) {
+        if (auto* err = std::get_if<std::string>(&result)) {
+          return respond(upstream_error(req, *err));
+        }
+        respond(json_response(200, std::get<nlohmann::json>(result)));
+      });
+      return;
+    }
+    case r_corridors: {
+      storage::corridor_query cq;
+      cq.asset_code = q.text("asset_code");
+      if (cq.asset_code) {
+        if (auto e = domain::asset_code_error(*cq.asset_code)) {
+          q.reject("asset_code", *e);
+        }
+      }
+      cq.success_rate_min = q.number("success_rate_min", 0, 100);
+      cq.success_rate_max = q.number("success_rate_max", 0, 100);
+      cq.volume_min = q.number("volume_min", 0, 1e18);
+      cq.volume_max = q.number("volume_max", 0, 1e18);
+      cq.period = period();
+      cq.sort_by = *storage::parse_corridor_sort(
+          q.one_of("sort_by", "volume", {"success_rate", "volume", "attempts"}));
+      cq.order = q.order();
+      cq.page = q.page();
+      cq.now_ms = unix_ms_now();
+      if (!finish_or_answer()) {
+        return;
+      }
+      cached(
+          "", [cq](soci::session& sql) { return storage::list_corridors(sql, cq); },
+          "corridors.list");
+      return;
+    }
+    case r_corridor: {
+      auto parsed = domain::parse_corridor_id(param("id"));
+      if (auto* e = std::get_if<std::string>(&parsed)) {
+        return respond(error(req, 400, "INVALID_CORRIDOR_ID", *e));
+      }
+      storage::corridor_detail_query dq;
+      dq.id = std::get<domain::corridor_key>(parsed).id();
+      dq.period = period();
+      dq.now_ms = unix_ms_now();
+      if (!finish_or_answer()) {
+        return;
+      }
+      cached(
+          "no corridor " + dq.id,
+          [dq](soci::session& sql) {
+            auto c = storage::get_corridor(sql, dq);
+            return c ? *c : nlohmann::json(nullptr);
+          },
+          "corridors.get");
+      return;
+    }
+    case r_anchors: {
+      storage::anchor_query aq;
+      auto status = q.one_of("status", "", {"green", "yellow", "red"});
+      if (!status.empty()) {
+        aq.status = storage::parse_anchor_status(status);
+      }
+      aq.sort_by = *storage::parse_anchor_sort(
+          q.one_of("sort_by", "reliability", {"reliability", "transactions", "name"}));
+      aq.order = q.order();
+      aq.page = q.page();
+      if (!finish_or_answer()) {
+        return;
+      }
+      cached(
+          "", [aq](soci::session& sql) { return storage::list_anchors(sql, aq); }, "anchors.list");
+      return;
+    }
+    case r_anchor: {
+      const auto& raw = param("id");
+      char* end = nullptr;
+      long long id = std::strtoll(raw.c_str(), &end, 10);
+      if (raw.empty() || *end != '\0' || id <= 0) {
+        return respond(
+            error(req, 400, "INVALID_ANCHOR_ID", "anchor id must be a positive integer"));
+      }
+      auto history = q.integer("history_limit", storage::default_anchor_history, 1,
+                               storage::max_anchor_history);
+      if (!finish_or_answer()) {
+        return;
+      }
+      cached(
+          "no anchor " + raw,
+          [id, history](soci::session& sql) {
+            auto a = storage::get_anchor(sql, id, static_cast<int>(history));
+            return a ? *a : nlohmann::json(nullptr);
+          },
+          "anchors.get");
+      return;
+    }
+    case r_anchor_by_account: {
+      auto account = param("account");
+      if (auto e = domain::strkey_error(account, 'G')) {
+        return respond(error(req, 400, "INVALID_ACCOUNT_ID", "account " + *e));
+      }
+      auto history = q.integer("history_limit", storage::default_anchor_history, 1,
+                               storage::max_anchor_history);
+      if (!finish_or_answer()) {
+        return;
+      }
+      cached(
+          "no anchor with account " + account,
+          [account, history](soci::session& sql) {
+            auto a = storage::get_anchor_by_account(sql, account, static_cast<int>(history));
+            return a ? *a : nlohmann::json(nullptr);
+          },
+          "anchors.by_account");
+      return;
+    }
+    case r_anchor_create: {
+      if (!finish_or_answer()) {
+        return;
+      }
+      if (auto denied = check_auth(ctx, req, "WRITES_DISABLED")) {
+        return respond(std::move(*denied));
+      }
+      auto body = json_body(req, respond);
+      if (!body) {
+        return;
+      }
+      storage::new_anchor a;
+      auto name = string_field(*body, "name", true, req, respond);
+      if (!name) {
+        return;
+      }
+      auto account = string_field(*body, "stellar_account", true, req, respond);
+      if (!account) {
+        return;
+      }
+      if (body->contains("home_domain") && !(*body)["home_domain"].is_null()) {
+        a.home_domain = string_field(*body, "home_domain", false, req, respond);
+        if (!a.home_domain) {
+          return;
+        }
+      }
+      a.name = *name;
+      a.stellar_account = *account;
+      auto now = unix_ms_now();
+      run_write(ctx, std::move(req), std::move(respond),
+                db_task{"anchors.create",
+                        [a, now](soci::session& sql) {
+                          return write_outcome(storage::create_anchor(sql, a, now));
+                        }},
+                "api:/api/v1/anchors*");
+      return;
+    }
+    case r_anchor_add_asset: {
+      const auto& raw = param("id");
+      char* end = nullptr;
+      long long id = std::strtoll(raw.c_str(), &end, 10);
+      if (raw.empty() || *end != '\0' || id <= 0) {
+        return respond(
+            error(req, 400, "INVALID_ANCHOR_ID", "anchor id must be a positive integer"));
+      }
+      if (!finish_or_answer()) {
+        return;
+      }
+      if (auto denied = check_auth(ctx, req, "WRITES_DISABLED")) {
+        return respond(std::move(*denied));
+      }
+      auto body = json_body(req, respond);
+      if (!body) {
+        return;
+      }
+      auto code = string_field(*body, "asset_code", true, req, respond);
+      if (!code) {
+        return;
+      }
+      auto issuer = string_field(*body, "asset_issuer", true, req, respond);
+      if (!issuer) {
+        return;
+      }
+      storage::new_anchor_asset asset{*code, *issuer};
+      auto now = unix_ms_now();
+      run_write(ctx, std::move(req), std::move(respond),
+                db_task{"anchors.add_asset",
+                        [id, asset, now](soci::session& sql) {
+                          return write_outcome(storage::add_anchor_asset(sql, id, asset, now));
+                        }},
+                "api:/api/v1/anchors*");
+      return;
+    }
+    case r_pools: {
+      storage::pool_query pq;
+      pq.sort_by =
+          *storage::parse_pool_sort(q.one_of("sort_by", "tvl", {"tvl", "volume", "fees", "apy"}));
+      pq.order = q.order();
+      pq.page = q.page();
+      if (!finish_or_answer()) {
+        return;
+      }
+      cached(
+          "", [pq](soci::session& sql) { return storage::list_pools(sql, pq); }, "pools.list");
+      return;
+    }
+    case r_pool_stats:
+      if (!finish_or_answer()) {
+        return;
+      }
+      cached(
+          "", [](soci::session& sql) { return storage::pool_stats(sql); }, "pools.stats");
+      return;
+    case r_pool:
+    case r_pool_snapshots: {
+      auto id = param("pool_id");
+      if (!is_pool_id(id)) {
+        return respond(
+            error(req, 400, "INVALID_POOL_ID", "pool id must be 64 lower-case hex characters"));
+      }
+      if (match.route_id == r_pool) {
+        if (!finish_or_answer()) {
+          return;
+        }
+        cached(
+            "no pool " + id,
+            [id](soci::session& sql) {
+              auto p = storage::get_pool(sql, id);
+              return p ? *p : nlohmann::json(nullptr);
+            },
+            "pools.get");
+        return;
+      }
+      auto page = q.page();
+      if (!finish_or_answer()) {
+        return;
+      }
+      cached(
+          "no pool " + id,
+          [id, page](soci::session& sql) {
+            auto p = storage::list_pool_snapshots(sql, id, page);
+            return p ? *p : nlohmann::json(nullptr);
+          },
+          "pools.snapshots");
+      return;
+    }
+    case r_trust_stats:
+      if (!finish_or_answer()) {
+        return;
+      }
+      cached(
+          "", [](soci::session& sql) { return storage::trustline_stats(sql); }, "trustlines.stats");
+      return;
+    case r_trust_rankings: {
+      storage::trustline_ranking_query tq;
+      tq.sort_by =
+          *storage::parse_trustline_sort(q.one_of("sort_by", "accounts", {"accounts", "supply"}));
+      tq.order = q.order();
+      tq.page = q.page();
+      if (!finish_or_answer()) {
+        return;
+      }
+      cached(
+          "", [tq](soci::session& sql) { return storage::trustline_rankings(sql, tq); },
+          "trustlines.rankings");
+      return;
+    }
+    case r_trust_history: {
+      auto parsed = domain::make_asset(param("code"), param("issuer"));
+      if (auto* e = std::get_if<std::string>(&parsed)) {
+        return respond(error(req, 400, "INVALID_ASSET", *e));
+      }
+      auto a = std::get<domain::asset>(parsed);
+      auto page = q.page();
+      if (!finish_or_answer()) {
+        return;
+      }
+      cached(
+          "no trustline history for " + a.id(),
+          [a, page](soci::session& sql) {
+            auto h = storage::trustline_history(sql, a.code, a.issuer, page);
+            return h ? *h : nlohmann::json(nullptr);
+          },
+          "trustlines.history");
+      return;
+    }
+    default:
+      respond(error(req, 500, "INTERNAL_ERROR", "route without a handler"));
+  }
+}
+
 void handle_metrics(route_context& ctx, net::http_request req, net::respond_fn respond) {
   auto* metrics = &ctx.metrics;
   auto stats = ctx.server_stats();
   auto started = ctx.started;
   ctx.up.cache_stats([=](nlohmann::json cache) {
     metrics->gauge_set("si_http_in_flight_requests", {}, static_cast<double>(stats.in_flight));
-    metrics->gauge_set("si_http_open_connections", {},
-                       static_cast<double>(stats.connections_open));
+    metrics->gauge_set("si_http_open_connections", {}, static_cast<double>(stats.connections_open));
     metrics->gauge_set(
-      "si_process_uptime_seconds", {},
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        "si_process_uptime_seconds", {},
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     if (cache.is_object()) {
       net::metric_labels b{{"backend", cache.value("backend", "unknown")}};
       metrics->counter_set("si_cache_hits_total", b, cache.value("hits", 0.0));
@@ -260,6 +765,21 @@ void register_routes(net::router& r, bool test_routes) {
   r.add("GET", "/metrics", r_metrics);
   r.add("GET", "/api/v1/cache/stats", r_cache_stats);
   r.add("GET", "/api/v1/admin/shutdown-reports", r_shutdown_reports);
+  r.add("GET", "/api/v1/ingestion/status", r_ingestion_status);
+  r.add("GET", "/api/v1/corridors", r_corridors);
+  r.add("GET", "/api/v1/corridors/{id}", r_corridor);
+  r.add("GET", "/api/v1/anchors", r_anchors);
+  r.add("POST", "/api/v1/anchors", r_anchor_create);
+  r.add("GET", "/api/v1/anchors/{id}", r_anchor);
+  r.add("GET", "/api/v1/anchors/account/{account}", r_anchor_by_account);
+  r.add("POST", "/api/v1/anchors/{id}/assets", r_anchor_add_asset);
+  r.add("GET", "/api/v1/liquidity-pools", r_pools);
+  r.add("GET", "/api/v1/liquidity-pools/stats", r_pool_stats);
+  r.add("GET", "/api/v1/liquidity-pools/{pool_id}", r_pool);
+  r.add("GET", "/api/v1/liquidity-pools/{pool_id}/snapshots", r_pool_snapshots);
+  r.add("GET", "/api/v1/trustlines/stats", r_trust_stats);
+  r.add("GET", "/api/v1/trustlines/rankings", r_trust_rankings);
+  r.add("GET", "/api/v1/trustlines/{code}/{issuer}/history", r_trust_history);
   if (test_routes) {
     r.add("GET", "/api/v1/test/slow", r_test_slow);
   }
@@ -291,7 +811,7 @@ void handle_request(route_context& ctx, const net::route_match& match, net::http
       }
       auto up = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx.started);
       respond(json_response(
-        200, {{"status", "ok"}, {"version", SI_VERSION}, {"uptime_seconds", up.count()}}));
+          200, {{"status", "ok"}, {"version", SI_VERSION}, {"uptime_seconds", up.count()}}));
       return;
     }
     case r_ready: {
@@ -305,8 +825,8 @@ void handle_request(route_context& ctx, const net::route_match& match, net::http
       ctx.up.checks([respond](nlohmann::json checks) {
         // A degraded cache costs speed, not correctness: still ready. The database is not.
         bool ready = checks.value("db", "") == "ok";
-        respond(json_response(ready ? 200 : 503, {{"status", ready ? "ready" : "not_ready"},
-                                                  {"checks", checks}}));
+        respond(json_response(ready ? 200 : 503,
+                              {{"status", ready ? "ready" : "not_ready"}, {"checks", checks}}));
       });
       return;
     }
@@ -337,10 +857,10 @@ void handle_request(route_context& ctx, const net::route_match& match, net::http
       if (auto denied = check_auth(ctx, req, "ADMIN_DISABLED")) {
         return respond(std::move(*denied));
       }
-      db_task task{"shutdown_reports.list", [limit](soci::session& sql) {
-                     return nlohmann::json(
-                       storage::list_shutdown_reports(sql, static_cast<int>(limit)));
-                   }};
+      db_task task{
+          "shutdown_reports.list", [limit](soci::session& sql) {
+            return nlohmann::json(storage::list_shutdown_reports(sql, static_cast<int>(limit)));
+          }};
       ctx.up.query(std::move(task), [req, respond](auto result) {
         if (auto* err = std::get_if<std::string>(&result)) {
           return respond(upstream_error(req, *err));
@@ -355,12 +875,13 @@ void handle_request(route_context& ctx, const net::route_match& match, net::http
       if (auto bad = q.finish(req)) {
         return respond(std::move(*bad));
       }
-      ctx.up.after(milliseconds{ms},
-                   [respond, ms] { respond(json_response(200, {{"slept_ms", ms}})); });
+      ctx.up.after(milliseconds{ms}, [respond, ms] {
+        respond(json_response(200, {{"slept_ms", ms}}));
+      });
       return;
     }
     default:
-      respond(error(req, 500, "INTERNAL_ERROR", "route without a handler"));
+      handle_analytics(ctx, match, std::move(req), std::move(respond));
       return;
   }
 }

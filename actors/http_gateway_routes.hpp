@@ -27,11 +27,10 @@ namespace si::actors {
 struct upstream {
   /// Runs a task on the db actor: the JSON it returned, or an error text.
   std::function<void(db_task, std::function<void(std::variant<nlohmann::json, std::string>)>)>
-    query;
+      query;
   /// A cached value, or nullopt on miss (a cache failure is a miss).
   std::function<void(std::string, std::function<void(std::optional<std::string>)>)> cache_get;
-  std::function<void(std::string key, std::string value, std::chrono::milliseconds ttl)>
-    cache_put;
+  std::function<void(std::string key, std::string value, std::chrono::milliseconds ttl)> cache_put;
   std::function<void(std::string pattern)> cache_invalidate;
   /// The cache actor's stats JSON (null when unavailable).
   std::function<void(std::function<void(nlohmann::json)>)> cache_stats;
