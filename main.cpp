@@ -262,6 +262,11 @@ int main(int argc, char** argv) {
          g.upstream_timeout = s.http_upstream_timeout;
          g.cache_ttl = s.cache_default_ttl;
          g.test_routes = s.http_test_routes;
+         if (!s.redis_url) {
+           // Only with the in-process cache: Redis is shared by instances whose
+           // invalidations this process could not see.
+           g.responses = std::make_shared<actors::response_cache>(s.cache_max_entries);
+         }
          return caf::actor_cast<caf::actor>(actors::spawn_http_gateway(sys, std::move(g)));
        }});
   auto spawned = actors::spawn_root_supervisor(sys, std::move(opts));

@@ -42,11 +42,8 @@ cache_actor::behavior_type cache_impl(cache_actor::stateful_pointer<cache_state>
   auto& st = self->state;
   st.backend = make_backend();
   st.log->info("cache backend: {}", st.backend->name());
-  self->attach_functor([self] {
-    if (self->state.backend && !self->state.closed) {
-      self->state.backend->close();
-    }
-  });
+  // The backend closes with the state (its unique_ptr); an attach_functor must not touch
+  // the state, which CAF destroys before it runs attachables.
   return {
       [=](get_atom, const std::string& key) -> std::tuple<bool, std::string> {
         auto& st = self->state;

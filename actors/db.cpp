@@ -30,7 +30,8 @@ struct worker_state {
 worker_actor::behavior_type worker_impl(worker_actor::stateful_pointer<worker_state> self,
                                         storage::database_url url) {
   self->state.url = std::move(url);
-  self->attach_functor([self] { self->state.session.reset(); });
+  // The session closes with the state (its unique_ptr): no attach_functor, because CAF
+  // destroys the state before it runs attachables.
   return {
       [=](query_atom, const db_task& task) -> caf::result<db_result> {
         auto& st = self->state;

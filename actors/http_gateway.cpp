@@ -149,7 +149,16 @@ http_gateway_actor::behavior_type gateway_impl(self_ptr self, http_gateway_optio
     caf::anon_send(self->state.opts.cache, put_atom_v, std::move(key), std::move(value),
                    static_cast<int64_t>(ttl.count()));
   };
+  st.up.remember = [self](const std::string& key, const std::string& route, const std::string& body,
+                          milliseconds ttl) {
+    if (self->state.opts.responses) {
+      self->state.opts.responses->put(key, route, body, ttl);
+    }
+  };
   st.up.cache_invalidate = [self](std::string pattern) {
+    if (self->state.opts.responses) {
+      self->state.opts.responses->invalidate(pattern);
+    }
     caf::anon_send(self->state.opts.cache, invalidate_atom_v, std::move(pattern));
   };
   st.up.cache_stats = [self, timeout](auto done) {
@@ -189,8 +198,23 @@ http_gateway_actor::behavior_type gateway_impl(self_ptr self, http_gateway_optio
     self->delayed_send(self, delay, respond_atom_v, deferred_fn{std::move(fn)});
   };
   auto me = caf::actor_cast<http_gateway_actor>(self);
+  auto responses = st.opts.responses;
+  auto metrics = st.opts.metrics;
   st.server = std::make_unique<net::http_server>(
-      *st.opts.server, [me](net::http_request req, net::respond_fn respond) {
+      *st.opts.server, [me, responses, metrics](net::http_request req, net::respond_fn respond) {
+        // Fast path on the io thread: a page the gateway served and cached moments ago.
+        if (responses && (req.method == "GET" || req.method == "HEAD")) {
+          if (auto hit = responses->find(page_key(req))) {
+            auto r = cached_response(req, hit->body, hit->ttl);
+            metrics->counter_add("si_http_requests_total", {{"route", hit->route},
+                                                            {"method", req.method},
+                                                            {"status", std::to_string(r.status)}});
+            metrics->histogram_observe("si_http_request_duration_seconds", {{"route", hit->route}},
+                                       seconds_since(req.received_at));
+            respond(std::move(r));
+            return;
+          }
+        }
         // Runs on an io thread: hand over to the actor; if it is gone the dropped respond_fn
         // answers 500 by itself.
         caf::anon_send(me, http_atom_v, http_call{std::move(req), std::move(respond)});

@@ -5,6 +5,7 @@
 #include "actors/atoms.hpp"
 #include "actors/cache.hpp"
 #include "actors/db.hpp"
+#include "actors/response_cache.hpp"
 #include "net/http_types.hpp"
 
 #include <caf/fwd.hpp>
@@ -66,6 +67,8 @@ struct http_gateway_options {
   std::chrono::milliseconds upstream_timeout{5'000};   ///< HTTP_UPSTREAM_TIMEOUT_MS
   std::chrono::milliseconds cache_ttl{60'000};         ///< CACHE_DEFAULT_TTL
   bool test_routes = false;                            ///< HTTP_TEST_ROUTES
+  /// Whole-page cache read on the io threads (nullptr: every request goes to the actor).
+  std::shared_ptr<response_cache> responses;
   /// Called once with the bound port after the listener is up (tests, logs).
   std::function<void(uint16_t)> on_listening;
 };

@@ -219,38 +219,16 @@ net::http_response upstream_error(const net::http_request& req, const std::strin
   return r;
 }
 
-/// 200 with ETag and Cache-Control, or 304 when the client already has this body.
-net::http_response cached_response(const net::http_request& req, const std::string& body,
-                                   milliseconds ttl) {
-  auto tag = etag_of(body);
-  auto cc = "public, max-age=" + std::to_string(ttl.count() / 1000);
-  if (auto inm = req.header("If-None-Match")) {
-    if (*inm == "*" || inm->find(tag) != std::string_view::npos) {
-      net::http_response r;
-      r.status = 304;
-      r.set_header("ETag", tag);
-      r.set_header("Cache-Control", cc);
-      return r;
-    }
-  }
-  net::http_response r;
-  r.status = 200;
-  r.body = req.method == "HEAD" ? std::string{} : body;
-  r.set_header("Content-Type", "application/json");
-  r.set_header("ETag", tag);
-  r.set_header("Cache-Control", cc);
-  return r;
-}
-
 /// Read-through: the cache under `key`, else `task` on the db (null result → 404), stored
 /// in the cache for the TTL.
 void serve_cached(route_context& ctx, net::http_request req, net::respond_fn respond,
-                  std::string key, db_task task, std::string not_found) {
+                  std::string key, db_task task, std::string not_found, std::string route) {
   auto* up = &ctx.up;
   auto ttl = ctx.cache_ttl;
   up->cache_get(key, [=, req = std::move(req),
                       task = std::move(task)](std::optional<std::string> hit) mutable {
     if (hit) {
+      up->remember(page_key(req), route, *hit, ttl);
       respond(cached_response(req, *hit, ttl));
       return;
     }
@@ -266,6 +244,7 @@ void serve_cached(route_context& ctx, net::http_request req, net::respond_fn res
       }
       auto body = j.dump();
       up->cache_put(key, body, ttl);
+      up->remember(page_key(req), route, body, ttl);
       respond(cached_response(req, body, ttl));
     });
   });
@@ -398,7 +377,7 @@ void handle_analytics(route_context& ctx, const net::route_match& match, net::ht
                     const char* label) {
     auto key = cache_key(req, q);
     serve_cached(ctx, std::move(req), std::move(respond), std::move(key),
-                 db_task{label, std::move(fn)}, std::move(not_found));
+                 db_task{label, std::move(fn)}, std::move(not_found), match.pattern);
   };
   auto period = [&]() -> std::optional<storage::corridor_period> {
     auto p = q.one_of("period", "", {"24h", "7d", "30d"});
@@ -729,6 +708,32 @@ net::http_response json_response(int status, const nlohmann::json& body) {
   return r;
 }
 
+net::http_response cached_response(const net::http_request& req, const std::string& body,
+                                   milliseconds ttl) {
+  auto tag = etag_of(body);
+  auto cc = "public, max-age=" + std::to_string(ttl.count() / 1000);
+  if (auto inm = req.header("If-None-Match")) {
+    if (*inm == "*" || inm->find(tag) != std::string_view::npos) {
+      net::http_response r;
+      r.status = 304;
+      r.set_header("ETag", tag);
+      r.set_header("Cache-Control", cc);
+      return r;
+    }
+  }
+  net::http_response r;
+  r.status = 200;
+  r.body = req.method == "HEAD" ? std::string{} : body;
+  r.set_header("Content-Type", "application/json");
+  r.set_header("ETag", tag);
+  r.set_header("Cache-Control", cc);
+  return r;
+}
+
+std::string page_key(const net::http_request& req) {
+  return "api:" + req.path + "?" + req.query;
+}
+
 std::string etag_of(const std::string& body) {
   uint64_t h = 1469598103934665603ULL;
   for (unsigned char c : body) {
@@ -823,6 +828,8 @@ void handle_request(route_context& ctx, const net::route_match& match, net::http
         return;
       }
       ctx.up.checks([respond](nlohmann::json checks) {
+        // No ingestor runs in this build yet: say so rather than omit the check.
+        checks["ingestor"] = "not_running";
         // A degraded cache costs speed, not correctness: still ready. The database is not.
         bool ready = checks.value("db", "") == "ok";
         respond(json_response(ready ? 200 : 503,

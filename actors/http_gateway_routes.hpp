@@ -32,6 +32,10 @@ struct upstream {
   std::function<void(std::string, std::function<void(std::optional<std::string>)>)> cache_get;
   std::function<void(std::string key, std::string value, std::chrono::milliseconds ttl)> cache_put;
   std::function<void(std::string pattern)> cache_invalidate;
+  /// Keeps a served page for the io threads' fast path (no-op when that is disabled).
+  std::function<void(const std::string& key, const std::string& route, const std::string& body,
+                     std::chrono::milliseconds ttl)>
+      remember;
   /// The cache actor's stats JSON (null when unavailable).
   std::function<void(std::function<void(nlohmann::json)>)> cache_stats;
   /// {db: "ok"|"fail", cache: "ok"|"degraded"}.
@@ -63,6 +67,13 @@ void handle_request(route_context& ctx, const net::route_match& match, net::http
 
 /// A JSON response with Content-Type application/json.
 net::http_response json_response(int status, const nlohmann::json& body);
+
+/// 200 with ETag and Cache-Control, or 304 when the client already has this body.
+net::http_response cached_response(const net::http_request& req, const std::string& body,
+                                   std::chrono::milliseconds ttl);
+
+/// The cache key of a GET: `"api:" + path + "?" + query`.
+std::string page_key(const net::http_request& req);
 
 /// Strong ETag of a body (FNV-1a 64, quoted hex).
 std::string etag_of(const std::string& body);

@@ -113,8 +113,7 @@ metrics_registry::family* metrics_registry::find(const std::string& name, const 
   return &i->second;
 }
 
-void metrics_registry::counter_add(const std::string& name, const metric_labels& labels,
-                                   double v) {
+void metrics_registry::counter_add(const std::string& name, const metric_labels& labels, double v) {
   auto key = render_labels(labels);
   std::lock_guard<std::mutex> guard{mtx_};
   if (auto* f = find(name, "counter")) {
@@ -122,8 +121,7 @@ void metrics_registry::counter_add(const std::string& name, const metric_labels&
   }
 }
 
-void metrics_registry::counter_set(const std::string& name, const metric_labels& labels,
-                                   double v) {
+void metrics_registry::counter_set(const std::string& name, const metric_labels& labels, double v) {
   auto key = render_labels(labels);
   std::lock_guard<std::mutex> guard{mtx_};
   if (auto* f = find(name, "counter")) {
@@ -131,8 +129,7 @@ void metrics_registry::counter_set(const std::string& name, const metric_labels&
   }
 }
 
-void metrics_registry::gauge_set(const std::string& name, const metric_labels& labels,
-                                 double v) {
+void metrics_registry::gauge_set(const std::string& name, const metric_labels& labels, double v) {
   auto key = render_labels(labels);
   std::lock_guard<std::mutex> guard{mtx_};
   if (auto* f = find(name, "gauge")) {
@@ -140,8 +137,7 @@ void metrics_registry::gauge_set(const std::string& name, const metric_labels& l
   }
 }
 
-void metrics_registry::gauge_add(const std::string& name, const metric_labels& labels,
-                                 double v) {
+void metrics_registry::gauge_add(const std::string& name, const metric_labels& labels, double v) {
   auto key = render_labels(labels);
   std::lock_guard<std::mutex> guard{mtx_};
   if (auto* f = find(name, "gauge")) {
@@ -200,8 +196,8 @@ std::string metrics_registry::render() const {
         uint64_t cumulative = 0;
         for (size_t i = 0; i < f.bounds.size(); ++i) {
           cumulative += h.buckets[i];
-          out += name + "_bucket" + with_le(labels, format_value(f.bounds[i])) + " " +
-                 std::to_string(cumulative) + "\n";
+          out += name + "_bucket" + with_le(labels, format_value(f.bounds[i])) + " "
+                 + std::to_string(cumulative) + "\n";
         }
         out += name + "_bucket" + with_le(labels, "+Inf") + " " + std::to_string(h.count) + "\n";
         out += name + "_sum" + labels + " " + format_value(h.sum) + "\n";

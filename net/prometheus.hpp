@@ -15,7 +15,7 @@ using metric_labels = std::vector<std::pair<std::string, std::string>>;
 /// Counters, gauges and histograms by family name. Every family must be described before
 /// use (an undescribed family is a programming error and is ignored in release builds).
 class metrics_registry {
-public:
+ public:
   void describe_counter(const std::string& name, const std::string& help);
   void describe_gauge(const std::string& name, const std::string& help);
   /// `bounds` are the upper bounds of the buckets, ascending; +Inf is implied.
@@ -37,7 +37,7 @@ public:
   /// Current value of a counter or gauge sample (0 when absent); for tests and reports.
   double value(const std::string& name, const metric_labels& labels) const;
 
-private:
+ private:
   struct histogram_data {
     std::vector<uint64_t> buckets;  // per bound, non-cumulative
     uint64_t count = 0;
@@ -47,8 +47,8 @@ private:
     std::string type;
     std::string help;
     std::vector<double> bounds;
-    std::map<std::string, double> values;               // rendered labels → value
-    std::map<std::string, histogram_data> histograms;   // rendered labels → data
+    std::map<std::string, double> values;              // rendered labels → value
+    std::map<std::string, histogram_data> histograms;  // rendered labels → data
   };
   family* find(const std::string& name, const char* type);
   mutable std::mutex mtx_;

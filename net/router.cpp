@@ -88,8 +88,8 @@ std::optional<query_params> parse_query(std::string_view query) {
     }
     auto eq = pair.find('=');
     auto key = url_decode(pair.substr(0, eq), true);
-    auto value = url_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1),
-                            true);
+    auto value =
+        url_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1), true);
     if (!key || !value) {
       return std::nullopt;
     }

@@ -36,14 +36,14 @@ struct route_match {
 /// Routes `METHOD /literal/{param}/...` patterns to integer ids. HEAD falls back to GET.
 /// Literal segments win over parameters at the same position.
 class router {
-public:
+ public:
   /// Adds a route; `pattern` starts with '/', `{name}` matches one non-empty segment.
   void add(std::string method, std::string pattern, int route_id);
 
   /// Matches a raw (percent-encoded) path.
   route_match match(std::string_view method, std::string_view path) const;
 
-private:
+ private:
   struct route {
     std::string method;
     std::string pattern;

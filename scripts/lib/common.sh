@@ -9,6 +9,7 @@ SI_PACKAGES=(
   libcaf-dev libboost-dev libhiredis-dev libsoci-dev libsqlite3-dev libpq-dev
   libspdlog-dev catch2 nlohmann-json3-dev
   postgresql-15 postgresql-client-15 redis-server redis-tools sqlite3 jq curl procps
+  prometheus
 )
 
 si_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -34,11 +35,12 @@ si_install_deps() {
 }
 
 # si_build DIR BUILD_TYPE [extra cmake args...]: configures once, builds with every core.
+# SI_BUILD_TARGET=name builds one target only (the server for run and benchmarks).
 si_build() {
   local dir="$1" type="$2"
   shift 2
   cmake -S "$SI_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE="$type" "$@" >/dev/null
-  cmake --build "$dir" -j"$(nproc)"
+  cmake --build "$dir" -j"$(nproc)" ${SI_BUILD_TARGET:+--target "$SI_BUILD_TARGET"}
 }
 
 # A free TCP port on 127.0.0.1 (nothing accepts on it right now).
