@@ -15,7 +15,7 @@ namespace si::actors {
 /// Thread-safe map from `"api:" + request target` to a response body, with TTL and a
 /// size bound (when full, an insert first drops expired entries, then everything).
 class response_cache {
-public:
+ public:
   struct entry {
     std::string route;  ///< route pattern, the metrics label
     std::string body;
@@ -23,8 +23,7 @@ public:
     std::chrono::steady_clock::time_point expires;
   };
 
-  explicit response_cache(std::size_t max_entries) : max_entries_(max_entries) {
-  }
+  explicit response_cache(std::size_t max_entries) : max_entries_(max_entries) {}
 
   /// The live entry for `key`, or nullptr.
   std::shared_ptr<const entry> find(const std::string& key) const;
@@ -37,7 +36,7 @@ public:
 
   std::size_t size() const;
 
-private:
+ private:
   std::size_t max_entries_;
   mutable std::mutex mtx_;
   std::unordered_map<std::string, std::shared_ptr<const entry>> map_;
