@@ -23,8 +23,8 @@ TEST_CASE("registry renders counters, gauges and cumulative histograms", "[prome
   CHECK(text.find("# HELP t_requests_total Requests.\\nSecond line\n") != std::string::npos);
   CHECK(text.find("# TYPE t_requests_total counter\n") != std::string::npos);
   CHECK(text.find("t_requests_total{route=\"/a\",status=\"200\"} 3\n") != std::string::npos);
-  CHECK(text.find("t_requests_total{route=\"x\\\"y\\\\z\\n\",status=\"404\"} 1\n") !=
-        std::string::npos);
+  CHECK(text.find("t_requests_total{route=\"x\\\"y\\\\z\\n\",status=\"404\"} 1\n")
+        != std::string::npos);
   CHECK(text.find("t_in_flight 2\n") != std::string::npos);
   CHECK(text.find("t_seconds_bucket{route=\"/a\",le=\"0.1\"} 1\n") != std::string::npos);
   CHECK(text.find("t_seconds_bucket{route=\"/a\",le=\"0.5\"} 1\n") != std::string::npos);
