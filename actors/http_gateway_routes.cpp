@@ -61,6 +61,33 @@ net::http_response error(const net::http_request& req, int status, std::string_v
   return net::make_error_response(status, code, message, req.request_id);
 }
 
+/// An error that names the request field at fault (`error.field`).
+net::http_response field_error_response(const net::http_request& req, int status,
+                                        std::string_view code, const std::string& field,
+                                        const std::string& message) {
+  auto r = error(req, status, code, message);
+  auto body = nlohmann::json::parse(r.body);
+  body["error"]["field"] = field;
+  r.body = body.dump();
+  return r;
+}
+
+/// A positive integer path parameter (anchor ids), nullopt otherwise.
+std::optional<long long> positive_id(const std::string& raw) {
+  char* end = nullptr;
+  errno = 0;
+  long long id = std::strtoll(raw.c_str(), &end, 10);
+  if (raw.empty() || *end != '\0' || errno != 0 || id <= 0) {
+    return std::nullopt;
+  }
+  return id;
+}
+
+/// A repository's "maybe found" as JSON: null means 404 to serve_cached.
+nlohmann::json or_null(std::optional<nlohmann::json> v) {
+  return v ? std::move(*v) : nlohmann::json(nullptr);
+}
+
 /// Reads and validates query parameters; the first problem wins and names the field.
 class query_reader {
  public:
@@ -174,11 +201,7 @@ class query_reader {
     if (error_.empty()) {
       return std::nullopt;
     }
-    auto r = error(req, 400, "INVALID_PARAMETER", field_ + " " + error_);
-    auto body = nlohmann::json::parse(r.body);
-    body["error"]["field"] = field_;
-    r.body = body.dump();
-    return r;
+    return field_error_response(req, 400, "INVALID_PARAMETER", field_, field_ + " " + error_);
   }
 
  private:
@@ -277,20 +300,12 @@ std::optional<std::string> string_field(const nlohmann::json& body, const std::s
   auto i = body.find(name);
   if (i == body.end() || i->is_null()) {
     if (required) {
-      auto r = error(req, 422, "VALIDATION_FAILED", name + " is required");
-      auto j = nlohmann::json::parse(r.body);
-      j["error"]["field"] = name;
-      r.body = j.dump();
-      respond(std::move(r));
+      respond(field_error_response(req, 422, "VALIDATION_FAILED", name, name + " is required"));
     }
     return std::nullopt;
   }
   if (!i->is_string()) {
-    auto r = error(req, 422, "VALIDATION_FAILED", name + " must be a string");
-    auto j = nlohmann::json::parse(r.body);
-    j["error"]["field"] = name;
-    r.body = j.dump();
-    respond(std::move(r));
+    respond(field_error_response(req, 422, "VALIDATION_FAILED", name, name + " must be a string"));
     return std::nullopt;
   }
   return i->get<std::string>();
@@ -330,12 +345,9 @@ void run_write(route_context& ctx, net::http_request req, net::respond_fn respon
     }
     if (j.contains("field_error")) {
       auto field = j["field_error"]["field"].get<std::string>();
-      auto r = error(req, 422, "VALIDATION_FAILED",
-                     field + " " + j["field_error"]["message"].get<std::string>());
-      auto body = nlohmann::json::parse(r.body);
-      body["error"]["field"] = field;
-      r.body = body.dump();
-      return respond(std::move(r));
+      return respond(
+          field_error_response(req, 422, "VALIDATION_FAILED", field,
+                               field + " " + j["field_error"]["message"].get<std::string>()));
     }
     if (j.contains("not_found")) {
       return respond(error(req, 404, "NOT_FOUND", j["not_found"].get<std::string>()));
@@ -439,10 +451,7 @@ void handle_analytics(route_context& ctx, const net::route_match& match, net::ht
       }
       cached(
           "no corridor " + dq.id,
-          [dq](soci::session& sql) {
-            auto c = storage::get_corridor(sql, dq);
-            return c ? *c : nlohmann::json(nullptr);
-          },
+          [dq](soci::session& sql) { return or_null(storage::get_corridor(sql, dq)); },
           "corridors.get");
       return;
     }
@@ -465,12 +474,12 @@ void handle_analytics(route_context& ctx, const net::route_match& match, net::ht
     }
     case r_anchor: {
       const auto& raw = param("id");
-      char* end = nullptr;
-      long long id = std::strtoll(raw.c_str(), &end, 10);
-      if (raw.empty() || *end != '\0' || id <= 0) {
+      auto parsed_id = positive_id(raw);
+      if (!parsed_id) {
         return respond(
             error(req, 400, "INVALID_ANCHOR_ID", "anchor id must be a positive integer"));
       }
+      auto id = *parsed_id;
       auto history = q.integer("history_limit", storage::default_anchor_history, 1,
                                storage::max_anchor_history);
       if (!finish_or_answer()) {
@@ -479,8 +488,7 @@ void handle_analytics(route_context& ctx, const net::route_match& match, net::ht
       cached(
           "no anchor " + raw,
           [id, history](soci::session& sql) {
-            auto a = storage::get_anchor(sql, id, static_cast<int>(history));
-            return a ? *a : nlohmann::json(nullptr);
+            return or_null(storage::get_anchor(sql, id, static_cast<int>(history)));
           },
           "anchors.get");
       return;
@@ -498,8 +506,7 @@ void handle_analytics(route_context& ctx, const net::route_match& match, net::ht
       cached(
           "no anchor with account " + account,
           [account, history](soci::session& sql) {
-            auto a = storage::get_anchor_by_account(sql, account, static_cast<int>(history));
-            return a ? *a : nlohmann::json(nullptr);
+            return or_null(storage::get_anchor_by_account(sql, account, static_cast<int>(history)));
           },
           "anchors.by_account");
       return;
@@ -543,12 +550,12 @@ void handle_analytics(route_context& ctx, const net::route_match& match, net::ht
     }
     case r_anchor_add_asset: {
       const auto& raw = param("id");
-      char* end = nullptr;
-      long long id = std::strtoll(raw.c_str(), &end, 10);
-      if (raw.empty() || *end != '\0' || id <= 0) {
+      auto parsed_id = positive_id(raw);
+      if (!parsed_id) {
         return respond(
             error(req, 400, "INVALID_ANCHOR_ID", "anchor id must be a positive integer"));
       }
+      auto id = *parsed_id;
       if (!finish_or_answer()) {
         return;
       }
@@ -610,11 +617,7 @@ void handle_analytics(route_context& ctx, const net::route_match& match, net::ht
         }
         cached(
             "no pool " + id,
-            [id](soci::session& sql) {
-              auto p = storage::get_pool(sql, id);
-              return p ? *p : nlohmann::json(nullptr);
-            },
-            "pools.get");
+            [id](soci::session& sql) { return or_null(storage::get_pool(sql, id)); }, "pools.get");
         return;
       }
       auto page = q.page();
@@ -624,8 +627,7 @@ void handle_analytics(route_context& ctx, const net::route_match& match, net::ht
       cached(
           "no pool " + id,
           [id, page](soci::session& sql) {
-            auto p = storage::list_pool_snapshots(sql, id, page);
-            return p ? *p : nlohmann::json(nullptr);
+            return or_null(storage::list_pool_snapshots(sql, id, page));
           },
           "pools.snapshots");
       return;
@@ -664,8 +666,7 @@ void handle_analytics(route_context& ctx, const net::route_match& match, net::ht
       cached(
           "no trustline history for " + a.id(),
           [a, page](soci::session& sql) {
-            auto h = storage::trustline_history(sql, a.code, a.issuer, page);
-            return h ? *h : nlohmann::json(nullptr);
+            return or_null(storage::trustline_history(sql, a.code, a.issuer, page));
           },
           "trustlines.history");
       return;
@@ -675,11 +676,27 @@ void handle_analytics(route_context& ctx, const net::route_match& match, net::ht
   }
 }
 
+/// Cache stats including the io-thread page cache's hits (both are served from cache).
+nlohmann::json with_page_hits(nlohmann::json stats, uint64_t page_hits) {
+  if (!stats.is_object()) {
+    return stats;
+  }
+  auto hits = stats.value("hits", uint64_t{0}) + page_hits;
+  auto misses = stats.value("misses", uint64_t{0});
+  stats["hits"] = hits;
+  stats["page_cache_hits"] = page_hits;
+  stats["hit_rate_percent"] =
+      hits + misses == 0 ? 0.0 : 100.0 * static_cast<double>(hits) / (hits + misses);
+  return stats;
+}
+
 void handle_metrics(route_context& ctx, net::http_request req, net::respond_fn respond) {
   auto* metrics = &ctx.metrics;
   auto stats = ctx.server_stats();
   auto started = ctx.started;
+  auto page_hits = ctx.page_hits;
   ctx.up.cache_stats([=](nlohmann::json cache) {
+    cache = with_page_hits(std::move(cache), page_hits);
     metrics->gauge_set("si_http_in_flight_requests", {}, static_cast<double>(stats.in_flight));
     metrics->gauge_set("si_http_open_connections", {}, static_cast<double>(stats.connections_open));
     metrics->gauge_set(
@@ -847,7 +864,8 @@ void handle_request(route_context& ctx, const net::route_match& match, net::http
       if (auto bad = q.finish(req)) {
         return respond(std::move(*bad));
       }
-      ctx.up.cache_stats([req, respond](nlohmann::json stats) {
+      ctx.up.cache_stats([req, respond, hits = ctx.page_hits](nlohmann::json stats) {
+        stats = with_page_hits(std::move(stats), hits);
         if (!stats.is_object()) {
           respond(upstream_error(req, "cache stats unavailable"));
           return;

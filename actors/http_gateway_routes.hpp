@@ -53,6 +53,8 @@ struct route_context {
   std::chrono::milliseconds cache_ttl;
   bool draining;
   std::chrono::steady_clock::time_point started;
+  /// Hits of the io-thread page cache, counted as cache hits in stats and metrics.
+  uint64_t page_hits = 0;
 };
 
 /// Adds every route of api.md (and the test-only ones when enabled) to `r`.

@@ -10,6 +10,7 @@ std::shared_ptr<const response_cache::entry> response_cache::find(const std::str
   if (i == map_.end() || i->second->expires <= std::chrono::steady_clock::now()) {
     return nullptr;
   }
+  hits_.fetch_add(1, std::memory_order_relaxed);
   return i->second;
 }
 

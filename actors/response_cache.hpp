@@ -4,6 +4,7 @@
 /// gateway together with the cache actor; used only with the in-process cache backend
 /// (with Redis, other instances' invalidations could not reach it).
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -36,7 +37,13 @@ class response_cache {
 
   std::size_t size() const;
 
+  /// Lookups answered from this cache (they never reach the cache actor).
+  uint64_t hits() const {
+    return hits_.load(std::memory_order_relaxed);
+  }
+
  private:
+  mutable std::atomic<uint64_t> hits_{0};
   std::size_t max_entries_;
   mutable std::mutex mtx_;
   std::unordered_map<std::string, std::shared_ptr<const entry>> map_;

@@ -43,11 +43,17 @@ si_build() {
   cmake --build "$dir" -j"$(nproc)" ${SI_BUILD_TARGET:+--target "$SI_BUILD_TARGET"}
 }
 
-# A free TCP port on 127.0.0.1 (nothing accepts on it right now).
+# A free TCP port on 127.0.0.1 (nothing accepts on it right now), chosen below the kernel's
+# ephemeral range so that no outgoing connection can be holding it.
 si_free_port() {
-  local p i
+  local p i low=32768
+  if [ -r /proc/sys/net/ipv4/ip_local_port_range ]; then
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+  fi
+  local span=$(( low - 10000 ))
+  [ "$span" -gt 100 ] || span=100
   for i in $(seq 1 200); do
-    p=$(( (RANDOM % 30000) + 20000 ))
+    p=$(( (RANDOM * 32768 + RANDOM) % span + 10000 ))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       echo "$p"
       return 0

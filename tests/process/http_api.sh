@@ -15,6 +15,7 @@ fi
 BIN="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"  # absolute: the server runs in a temp dir
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/../../scripts/lib/common.sh"
+source "$(dirname "$0")/lib.sh"
 seed="$here/fixtures/api_seed.sql"
 
 work=$(mktemp -d /tmp/si-api.XXXXXX)
@@ -31,23 +32,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-passed=0
-failed=0
-check() {
-  local name="$1"
-  shift
-  if "$@"; then
-    passed=$((passed + 1))
-    echo "ok   - $name"
-  else
-    failed=$((failed + 1))
-    echo "FAIL - $name"
-  fi
-}
-fail_now() {  # fail_now MESSAGE: a failure that is not a command
-  failed=$((failed + 1))
-  echo "FAIL - $1"
-}
 
 # --- the server --------------------------------------------------------------------------
 
@@ -638,5 +622,4 @@ check "alive after an oversized body" alive
 stop_server
 check "second run exits 0 on SIGTERM (got $stop_code)" [ "$stop_code" -eq 0 ]
 
-echo "http_api: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish http_api

@@ -8,22 +8,10 @@
 set -uo pipefail
 BIN="$1"
 source "$(dirname "$0")/../../scripts/lib/common.sh"
+source "$(dirname "$0")/lib.sh"
 
 work=$(mktemp -d /tmp/si-drain.XXXXXX)
 trap 'pkill -KILL -P $$ 2>/dev/null; rm -rf "$work"' EXIT
-passed=0
-failed=0
-check() {
-  local name="$1"
-  shift
-  if "$@"; then
-    passed=$((passed + 1))
-    echo "ok   - $name"
-  else
-    failed=$((failed + 1))
-    echo "FAIL - $name"
-  fi
-}
 
 start_server() {  # start_server NAME [VAR=value...]
   local name="$1"
@@ -121,5 +109,4 @@ check "cache and db still stopped cleanly after the cut" \
   [ "$(jq -r '[.actors[] | select(.actor != "http_gateway") | .outcome] | all(. == "ok")' \
       "$run_dir/report.json")" = "true" ]
 
-echo "http_drain: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish http_drain

@@ -5,22 +5,10 @@
 set -uo pipefail
 BIN="$1"
 source "$(dirname "$0")/../../scripts/lib/common.sh"
+source "$(dirname "$0")/lib.sh"
 
 work=$(mktemp -d /tmp/si-lifecycle.XXXXXX)
 trap 'pkill -KILL -P $$ 2>/dev/null; rm -rf "$work"' EXIT
-passed=0
-failed=0
-check() {  # check NAME CONDITION...
-  local name="$1"
-  shift
-  if "$@"; then
-    passed=$((passed + 1))
-    echo "ok   - $name"
-  else
-    failed=$((failed + 1))
-    echo "FAIL - $name"
-  fi
-}
 
 # start_server NAME [VAR=value...]: starts the binary with a fresh data dir, waits for ready.
 start_server() {
@@ -132,5 +120,4 @@ out=$(env -i PATH="$PATH" DATABASE_URL="sqlite:///proc/no/such/dir/x.db" "$BIN" 
 code=$?
 check "unopenable database exits 5 (got $code)" [ "$code" -eq 5 ]
 
-echo "lifecycle: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish lifecycle
