@@ -150,9 +150,9 @@ http_gateway_actor::behavior_type gateway_impl(self_ptr self, http_gateway_optio
                    static_cast<int64_t>(ttl.count()));
   };
   st.up.remember = [self](const std::string& key, const std::string& route, const std::string& body,
-                          milliseconds ttl) {
+                          const std::string& etag, milliseconds ttl) {
     if (self->state.opts.responses) {
-      self->state.opts.responses->put(key, route, body, ttl);
+      self->state.opts.responses->put(key, route, body, etag, ttl);
     }
   };
   st.up.cache_invalidate = [self](std::string pattern) {
@@ -205,7 +205,7 @@ http_gateway_actor::behavior_type gateway_impl(self_ptr self, http_gateway_optio
         // Fast path on the io thread: a page the gateway served and cached moments ago.
         if (responses && (req.method == "GET" || req.method == "HEAD")) {
           if (auto hit = responses->find(page_key(req))) {
-            auto r = cached_response(req, hit->body, hit->ttl);
+            auto r = cached_response(req, hit->body, hit->etag, hit->ttl);
             metrics->counter_add("si_http_requests_total", {{"route", hit->route},
                                                             {"method", req.method},
                                                             {"status", std::to_string(r.status)}});

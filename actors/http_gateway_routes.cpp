@@ -251,8 +251,9 @@ void serve_cached(route_context& ctx, net::http_request req, net::respond_fn res
   up->cache_get(key, [=, req = std::move(req),
                       task = std::move(task)](std::optional<std::string> hit) mutable {
     if (hit) {
-      up->remember(page_key(req), route, *hit, ttl);
-      respond(cached_response(req, *hit, ttl));
+      auto tag = etag_of(*hit);
+      up->remember(page_key(req), route, *hit, tag, ttl);
+      respond(cached_response(req, *hit, tag, ttl));
       return;
     }
     up->query(std::move(task), [=](std::variant<nlohmann::json, std::string> result) {
@@ -266,9 +267,10 @@ void serve_cached(route_context& ctx, net::http_request req, net::respond_fn res
         return;
       }
       auto body = j.dump();
+      auto tag = etag_of(body);
       up->cache_put(key, body, ttl);
-      up->remember(page_key(req), route, body, ttl);
-      respond(cached_response(req, body, ttl));
+      up->remember(page_key(req), route, body, tag, ttl);
+      respond(cached_response(req, body, tag, ttl));
     });
   });
 }
@@ -726,8 +728,7 @@ net::http_response json_response(int status, const nlohmann::json& body) {
 }
 
 net::http_response cached_response(const net::http_request& req, const std::string& body,
-                                   milliseconds ttl) {
-  auto tag = etag_of(body);
+                                   const std::string& tag, milliseconds ttl) {
   auto cc = "public, max-age=" + std::to_string(ttl.count() / 1000);
   if (auto inm = req.header("If-None-Match")) {
     if (*inm == "*" || inm->find(tag) != std::string_view::npos) {

@@ -34,7 +34,7 @@ struct upstream {
   std::function<void(std::string pattern)> cache_invalidate;
   /// Keeps a served page for the io threads' fast path (no-op when that is disabled).
   std::function<void(const std::string& key, const std::string& route, const std::string& body,
-                     std::chrono::milliseconds ttl)>
+                     const std::string& etag, std::chrono::milliseconds ttl)>
       remember;
   /// The cache actor's stats JSON (null when unavailable).
   std::function<void(std::function<void(nlohmann::json)>)> cache_stats;
@@ -71,8 +71,9 @@ void handle_request(route_context& ctx, const net::route_match& match, net::http
 net::http_response json_response(int status, const nlohmann::json& body);
 
 /// 200 with ETag and Cache-Control, or 304 when the client already has this body.
+/// `etag` is etag_of(body), passed in so hot paths compute it once per body, not per request.
 net::http_response cached_response(const net::http_request& req, const std::string& body,
-                                   std::chrono::milliseconds ttl);
+                                   const std::string& etag, std::chrono::milliseconds ttl);
 
 /// The cache key of a GET: `"api:" + path + "?" + query`.
 std::string page_key(const net::http_request& req);

@@ -15,9 +15,10 @@ std::shared_ptr<const response_cache::entry> response_cache::find(const std::str
 }
 
 void response_cache::put(const std::string& key, std::string route, std::string body,
-                         std::chrono::milliseconds ttl) {
+                         std::string etag, std::chrono::milliseconds ttl) {
   auto now = std::chrono::steady_clock::now();
-  auto e = std::make_shared<const entry>(entry{std::move(route), std::move(body), ttl, now + ttl});
+  auto e = std::make_shared<const entry>(
+      entry{std::move(route), std::move(body), std::move(etag), ttl, now + ttl});
   std::lock_guard<std::mutex> guard{mtx_};
   if (map_.size() >= max_entries_ && map_.count(key) == 0) {
     for (auto i = map_.begin(); i != map_.end();) {

@@ -20,6 +20,7 @@ class response_cache {
   struct entry {
     std::string route;  ///< route pattern, the metrics label
     std::string body;
+    std::string etag;  ///< computed once at put, not per request
     std::chrono::milliseconds ttl;
     std::chrono::steady_clock::time_point expires;
   };
@@ -29,7 +30,7 @@ class response_cache {
   /// The live entry for `key`, or nullptr.
   std::shared_ptr<const entry> find(const std::string& key) const;
 
-  void put(const std::string& key, std::string route, std::string body,
+  void put(const std::string& key, std::string route, std::string body, std::string etag,
            std::chrono::milliseconds ttl);
 
   /// Drops every key matching the glob `pattern`; returns how many.
