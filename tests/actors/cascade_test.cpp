@@ -59,9 +59,13 @@ struct cascade_fixture : si::test::coordinator_fixture {
 
   caf::actor lookup(const std::string& name) {
     caf::actor result;
-    auto self = sys.spawn([&](caf::event_based_actor* s) {
-      s->request(supervisor, 1s, lookup_atom_v, name).then([&](caf::actor& a) { result = a; });
-    });
+    // The unused int works around CAF 0.17 dereferencing a null argument tuple (UBSan) when
+    // a function actor is spawned without arguments.
+    auto self = sys.spawn(
+        [&](caf::event_based_actor* s, int) {
+          s->request(supervisor, 1s, lookup_atom_v, name).then([&](caf::actor& a) { result = a; });
+        },
+        0);
     run_jobs();
     return result;
   }
