@@ -30,6 +30,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -242,9 +243,14 @@ int main(int argc, char** argv) {
   server_opts->max_connections = s.http_max_connections;
   server_opts->max_pipelined = s.http_max_pipelined;
   server_opts->drain_idle_window = s.shutdown_idle_window;
+  // The first listen attempt decides start-up: a port in use is exit 5 at once, not a
+  // restart loop ending in exit 3.
+  auto first_listen = std::make_shared<std::promise<std::pair<uint16_t, std::string>>>();
+  auto first_listen_result = first_listen->get_future();
+  auto listen_reported = std::make_shared<std::atomic<bool>>(false);
   opts.children.push_back(
-      {"http_gateway",
-       [&s, server_opts, metrics](caf::actor_system& sys, const actors::directory& deps) {
+      {"http_gateway", [&s, server_opts, metrics, first_listen, listen_reported](
+                           caf::actor_system& sys, const actors::directory& deps) {
          actors::http_gateway_options g;
          g.server = server_opts;
          // A dependency that is down right now is an invalid handle: requests answer 503
@@ -262,6 +268,11 @@ int main(int argc, char** argv) {
          g.upstream_timeout = s.http_upstream_timeout;
          g.cache_ttl = s.cache_default_ttl;
          g.test_routes = s.http_test_routes;
+         g.on_listen = [first_listen, listen_reported](uint16_t port, const std::string& err) {
+           if (!listen_reported->exchange(true)) {
+             first_listen->set_value({port, err});
+           }
+         };
          if (!s.redis_url) {
            // Only with the in-process cache: Redis is shared by instances whose
            // invalidations this process could not see.
@@ -288,13 +299,22 @@ int main(int argc, char** argv) {
       return actors::exit_code::startup_failure;
     }
   }
+  int sig_fd = signalfd(-1, &signals, SFD_CLOEXEC);
+  int received = 0;
+  if (first_listen_result.wait_for(std::chrono::seconds{10}) != std::future_status::ready
+      || first_listen_result.get().first == 0) {
+    log->critical("the HTTP server could not listen on {}:{}; stopping", s.host, s.port);
+    caf::anon_send(supervisor, shutdown_atom_v, std::string{"startup failure: cannot listen"});
+    pollfd done{done_fd, POLLIN, 0};
+    poll(&done, 1, static_cast<int>(s.shutdown_hard_timeout.count()));
+    spdlog::shutdown();
+    return actors::exit_code::startup_failure;
+  }
   log->info("ready: stellar-insights {} started in {} ms (pid {})", SI_VERSION,
             std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - t_start).count(),
             getpid());
 
   // -- wait: the first signal starts the cascade, the second forces it; the summary ends it.
-  int sig_fd = signalfd(-1, &signals, SFD_CLOEXEC);
-  int received = 0;
   for (;;) {
     pollfd fds[2] = {{sig_fd, POLLIN, 0}, {done_fd, POLLIN, 0}};
     if (poll(fds, 2, -1) < 0) {

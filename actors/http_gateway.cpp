@@ -222,12 +222,15 @@ http_gateway_actor::behavior_type gateway_impl(self_ptr self, http_gateway_optio
   try {
     auto port = st.server->start();
     st.log->info("listening on {}:{}", st.opts.server->host, port);
-    if (st.opts.on_listening) {
-      st.opts.on_listening(port);
+    if (st.opts.on_listen) {
+      st.opts.on_listen(port, "");
     }
   } catch (const std::exception& e) {
     st.log->error("cannot listen on {}:{}: {}", st.opts.server->host, st.opts.server->port,
                   e.what());
+    if (st.opts.on_listen) {
+      st.opts.on_listen(0, e.what());
+    }
     self->quit(make_error(errc::unavailable, e.what()));
     return http_gateway_actor::behavior_type::make_empty_behavior();
   }

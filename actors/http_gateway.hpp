@@ -69,8 +69,9 @@ struct http_gateway_options {
   bool test_routes = false;                            ///< HTTP_TEST_ROUTES
   /// Whole-page cache read on the io threads (nullptr: every request goes to the actor).
   std::shared_ptr<response_cache> responses;
-  /// Called once with the bound port after the listener is up (tests, logs).
-  std::function<void(uint16_t)> on_listening;
+  /// Called on every (re)start with the bound port, or with 0 and the reason when the
+  /// listener could not be opened (main uses the first call to fail fast at start-up).
+  std::function<void(uint16_t port, const std::string& error)> on_listen;
 };
 
 /// Spawns the gateway; it binds and starts serving in its init. A bind failure makes the

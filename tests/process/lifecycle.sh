@@ -97,6 +97,20 @@ else
   check "SI_TEST_POSTGRES_URL and SI_TEST_REDIS_URL are set (run via scripts/test)" false
 fi
 
+# --- a port already in use is a start-up failure (exit 5) at once, not a restart loop
+start_server holder
+held_port=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$run_dir/log" | head -1 | sed 's/.*://')
+t0=$(date +%s%N)
+out=$(env -i PATH="$PATH" HOST=127.0.0.1 PORT="$held_port" \
+  DATABASE_URL="sqlite://$work/holder/second.db" "$BIN" 2>&1)
+code=$?
+busy_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "port in use exits 5 (got $code)" [ "$code" -eq 5 ]
+check "port in use fails fast (${busy_ms} ms)" [ "$busy_ms" -lt 3000 ]
+check "port in use names the address" grep -q "could not listen on 127.0.0.1:$held_port" <<<"$out"
+stop_server TERM
+check "the server holding the port still stops cleanly (got $exit_code)" [ "$exit_code" -eq 0 ]
+
 # --- command line and configuration errors
 check "--version" bash -c "'$BIN' --version | grep -q '^stellar-insights '"
 check "--help lists SHUTDOWN_GRACEFUL_TIMEOUT" \
