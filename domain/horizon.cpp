@@ -771,7 +771,7 @@ parsed<asset_stats> parse_asset_stats(const json& record) {
   }
   reader r(record, slot);
   asset_stats out;
-  out.stats_asset = r.asset_triple("asset_");
+  out.stats_asset = r.asset_triple("");
   if (!r.failed() && out.stats_asset.is_native()) {
     r.fail("asset_type", "must be credit_alphanum4 or credit_alphanum12 in an asset record");
   }
@@ -876,7 +876,7 @@ parsed<T> parse_record(std::string_view text) {
 }
 
 template <class T>
-parsed<page<T>> parse_page(const json& body) {
+parsed<page<T>> parse_page_json(const json& body) {
   const std::string name(kind<T>::page);
   if (!body.is_object()) {
     return whole_error(name, {}, std::string("must be a JSON object, not ") + body.type_name());
@@ -921,7 +921,7 @@ parsed<page<T>> parse_page(std::string_view text) {
   if (auto* error = std::get_if<std::string>(&decoded)) {
     return whole_error(std::string(kind<T>::page), {}, *error);
   }
-  return parse_page<T>(std::get<json>(decoded));
+  return parse_page_json<T>(std::get<json>(decoded));
 }
 
 template <class T>
@@ -968,7 +968,7 @@ parsed<stream_item<T>> parse_stream_event(const sse_event& event) {
 #define SI_HORIZON_INSTANTIATE(T)                           \
   template parsed<T> parse_record<T>(std::string_view);     \
   template parsed<page<T>> parse_page<T>(std::string_view); \
-  template parsed<page<T>> parse_page<T>(const json&);      \
+  template parsed<page<T>> parse_page_json<T>(const json&); \
   template parsed<stream_item<T>> parse_stream_event<T>(const sse_event&);
 
 SI_HORIZON_INSTANTIATE(ledger)

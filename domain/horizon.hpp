@@ -251,9 +251,10 @@ parsed<T> parse_record(std::string_view text);
 template <class T>
 parsed<page<T>> parse_page(std::string_view text);
 
-/// Same, from decoded JSON.
+/// Same, from decoded JSON (a distinct name: a std::string would silently convert to a JSON
+/// string value).
 template <class T>
-parsed<page<T>> parse_page(const nlohmann::json& body);
+parsed<page<T>> parse_page_json(const nlohmann::json& body);
 
 /// What a Horizon stream event carries.
 enum class stream_event_kind {
