@@ -27,6 +27,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -214,22 +215,28 @@ int main(int argc, char** argv) {
                              o.pool_size = s.db_pool_size;
                              o.query_timeout = s.db_query_timeout;
                              o.queue_limit = s.db_queue_limit;
+                             o.test_hang_on_drain = std::count(s.test_hang_on_drain.begin(),
+                                                               s.test_hang_on_drain.end(), "db")
+                                                    > 0;
                              return caf::actor_cast<caf::actor>(actors::spawn_db(sys, o));
                            }});
-  opts.children.push_back({"cache", [&s](caf::actor_system& sys, const actors::directory&) {
-                             auto factory = [s]() -> std::unique_ptr<storage::cache_backend> {
-                               if (!s.redis_url) {
-                                 return storage::make_memory_cache(s.cache_max_entries);
-                               }
-                               storage::redis_options r;
-                               r.url = *s.redis_url;
-                               r.op_timeout = s.cache_op_timeout;
-                               r.reconnect_min = s.redis_reconnect_min;
-                               r.reconnect_max = s.redis_reconnect_max;
-                               return storage::make_redis_cache(r);
-                             };
-                             return caf::actor_cast<caf::actor>(actors::spawn_cache(sys, factory));
-                           }});
+  opts.children.push_back(
+      {"cache", [&s](caf::actor_system& sys, const actors::directory&) {
+         auto factory = [s]() -> std::unique_ptr<storage::cache_backend> {
+           if (!s.redis_url) {
+             return storage::make_memory_cache(s.cache_max_entries);
+           }
+           storage::redis_options r;
+           r.url = *s.redis_url;
+           r.op_timeout = s.cache_op_timeout;
+           r.reconnect_min = s.redis_reconnect_min;
+           r.reconnect_max = s.redis_reconnect_max;
+           return storage::make_redis_cache(r);
+         };
+         bool hang =
+             std::count(s.test_hang_on_drain.begin(), s.test_hang_on_drain.end(), "cache") > 0;
+         return caf::actor_cast<caf::actor>(actors::spawn_cache(sys, factory, hang));
+       }});
   auto server_opts = std::make_shared<net::http_server_options>();
   server_opts->host = s.host;
   server_opts->port = s.port;

@@ -38,7 +38,7 @@ struct cache_state {
 };
 
 cache_actor::behavior_type cache_impl(cache_actor::stateful_pointer<cache_state> self,
-                                      cache_backend_factory make_backend) {
+                                      cache_backend_factory make_backend, bool test_hang_on_drain) {
   auto& st = self->state;
   st.backend = make_backend();
   st.log->info("cache backend: {}", st.backend->name());
@@ -72,8 +72,13 @@ cache_actor::behavior_type cache_impl(cache_actor::stateful_pointer<cache_state>
         auto& st = self->state;
         return !st.closed && st.backend->healthy() ? "ok" : "degraded";
       },
-      [=](drain_atom) {
+      [=](drain_atom) -> caf::result<std::string> {
         auto& st = self->state;
+        if (test_hang_on_drain) {
+          // Test-only: a cache stuck in its drain (see TEST_HANG_ON_DRAIN).
+          st.log->warn("TEST_HANG_ON_DRAIN: ignoring the drain request");
+          return self->make_response_promise<std::string>();
+        }
         auto stats = cache_stats_json(st.backend->name(), st.backend->stats());
         st.log->info("cache closing: {}", stats);
         st.backend->close();
@@ -86,8 +91,9 @@ cache_actor::behavior_type cache_impl(cache_actor::stateful_pointer<cache_state>
 
 }  // namespace
 
-cache_actor spawn_cache(caf::actor_system& sys, cache_backend_factory make_backend) {
-  return sys.spawn<caf::detached>(cache_impl, std::move(make_backend));
+cache_actor spawn_cache(caf::actor_system& sys, cache_backend_factory make_backend,
+                        bool test_hang_on_drain) {
+  return sys.spawn<caf::detached>(cache_impl, std::move(make_backend), test_hang_on_drain);
 }
 
 }  // namespace si::actors

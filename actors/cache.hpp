@@ -31,7 +31,9 @@ using cache_actor =
 using cache_backend_factory = std::function<std::unique_ptr<storage::cache_backend>()>;
 
 /// Spawns the cache actor (detached) around the backend the factory makes.
-cache_actor spawn_cache(caf::actor_system& sys, cache_backend_factory make_backend);
+/// `test_hang_on_drain` (TEST_HANG_ON_DRAIN) makes it ignore the drain request.
+cache_actor spawn_cache(caf::actor_system& sys, cache_backend_factory make_backend,
+                        bool test_hang_on_drain = false);
 
 /// The JSON served by /api/v1/cache/stats for these counters.
 std::string cache_stats_json(const char* backend, const storage::cache_stats& s);

@@ -200,6 +200,12 @@ db_actor::behavior_type db_impl(self_ptr self, db_options opts) {
         st.log->info("db drain: refusing new queries; {} in flight, {} queued", st.in_flight,
                      st.queue.size());
         st.closing = true;
+        if (st.opts.test_hang_on_drain) {
+          // Test-only: behave like a subsystem stuck in its drain; the supervisor's deadline
+          // must report it timed_out and kill it.
+          st.log->warn("TEST_HANG_ON_DRAIN: ignoring the drain request");
+          return self->make_response_promise<std::string>();
+        }
         st.drain_promise = self->make_response_promise<std::string>();
         auto rp = *st.drain_promise;
         maybe_finish_drain(self);

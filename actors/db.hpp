@@ -56,6 +56,8 @@ struct db_options {
   unsigned pool_size = 4;
   std::chrono::milliseconds query_timeout{10'000};  ///< a worker stuck longer is replaced
   std::size_t queue_limit = 10'000;                 ///< queued queries beyond → overloaded
+  /// TEST_HANG_ON_DRAIN: ignore the drain request (tests of timed_out and hard deadline).
+  bool test_hang_on_drain = false;
 };
 
 /// Spawns the db actor and its `pool_size` detached workers (sessions open lazily).

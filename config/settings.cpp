@@ -448,6 +448,34 @@ std::vector<setting_def> make_table() {
          return false;
        },
        [](const settings& st) { return json(st.http_test_routes); }});
+  add("TEST_HANG_ON_DRAIN", "",
+      "Test-only: comma-separated actors (db, cache) that ignore their drain so that the "
+      "cascade's timed_out path and SHUTDOWN_HARD_TIMEOUT can be tested. Never in production.",
+      {"empty, or a comma-separated list of: db, cache",
+       [](settings& st, std::string_view v) {
+         st.test_hang_on_drain.clear();
+         size_t i = 0;
+         while (i < v.size()) {
+           auto j = v.find(',', i);
+           if (j == std::string_view::npos) {
+             j = v.size();
+           }
+           auto name = v.substr(i, j - i);
+           if (name != "db" && name != "cache") {
+             return false;
+           }
+           st.test_hang_on_drain.emplace_back(name);
+           i = j + 1;
+         }
+         return !v.empty() ? !st.test_hang_on_drain.empty() && v.back() != ',' : true;
+       },
+       [](const settings& st) {
+         std::string joined;
+         for (const auto& n : st.test_hang_on_drain) {
+           joined += (joined.empty() ? "" : ",") + n;
+         }
+         return json(joined);
+       }});
   // -- dependencies
   add("DATABASE_URL", "sqlite://data/stellar-insights.db",
       "Database to use: an SQLite file, an in-memory SQLite database or PostgreSQL. "

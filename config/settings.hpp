@@ -36,6 +36,9 @@ struct settings {
   milliseconds http_upstream_timeout{5'000};      ///< HTTP_UPSTREAM_TIMEOUT_MS=5000
   milliseconds shutdown_idle_window{250};         ///< SHUTDOWN_IDLE_WINDOW_MS=250
   bool http_test_routes = false;                  ///< HTTP_TEST_ROUTES=false
+  /// TEST_HANG_ON_DRAIN: actors ("db", "cache") that ignore their drain (tests of timed_out
+  /// and of the hard deadline). Never in production.
+  std::vector<std::string> test_hang_on_drain;
 
   // -- dependencies
   std::string database_url = "sqlite://data/stellar-insights.db";  ///< DATABASE_URL

@@ -249,6 +249,7 @@ const std::vector<std::pair<std::string, std::vector<std::string>>>& bad_values(
       {"HTTP_UPSTREAM_TIMEOUT_MS", {"0", "1s"}},
       {"SHUTDOWN_IDLE_WINDOW_MS", {"60001", "x"}},
       {"HTTP_TEST_ROUTES", {"yes", "TRUE", ""}},
+      {"TEST_HANG_ON_DRAIN", {"gateway", "db,", ",db", "db,,cache", "DB"}},
       {"HTTP_READ_BODY_TIMEOUT", {"0"}},
       {"HTTP_WRITE_TIMEOUT", {"0"}},
       {"HTTP_IDLE_TIMEOUT", {"0"}},
@@ -464,7 +465,7 @@ TEST_CASE("help text lists options and every documented setting", "[config]") {
   for (const char* option : {"--help", "--version", "--check-config", "DOTENV_PATH"}) {
     CHECK(help.find(option) != std::string::npos);
   }
-  REQUIRE(documented_settings().size() == 42);
+  REQUIRE(documented_settings().size() == 43);
   for (const auto& doc : documented_settings()) {
     INFO(doc.name);
     auto default_text = doc.default_value.empty() ? std::string("unset") : doc.default_value;

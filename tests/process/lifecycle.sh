@@ -97,6 +97,30 @@ else
   check "SI_TEST_POSTGRES_URL and SI_TEST_REDIS_URL are set (run via scripts/test)" false
 fi
 
+# --- a subsystem that ignores its drain is timed_out at its deadline; the rest stays clean
+start_server hang-cache TEST_HANG_ON_DRAIN=cache SHUTDOWN_CACHE_TIMEOUT=0.3
+stop_server TERM
+check "hung cache: exit 1 (got $exit_code)" [ "$exit_code" -eq 1 ]
+check "hung cache: reported timed_out" \
+  [ "$(jq -r '.actors[] | select(.actor=="cache") | .outcome' "$run_dir/report.json")" = timed_out ]
+check "hung cache: timed out at its 300 ms deadline" \
+  [ "$(jq -r '.actors[] | select(.actor=="cache") | .duration_ms' "$run_dir/report.json")" -ge 300 ]
+check "hung cache: gateway and db still ok" \
+  [ "$(jq -r '[.actors[] | select(.actor!="cache") | .outcome] | all(. == "ok")' \
+      "$run_dir/report.json")" = true ]
+check "hung cache: db drained after the cache's deadline" \
+  [ "$(jq -r '.actors[] | select(.actor=="db") | .started_ms' "$run_dir/report.json")" -ge 300 ]
+check "hung cache: process bounded (${stop_ms} ms)" [ "$stop_ms" -lt 3000 ]
+
+# --- the hard deadline bounds the process even when an actor's own deadline is longer
+start_server hang-db TEST_HANG_ON_DRAIN=db SHUTDOWN_DB_TIMEOUT=30 \
+  SHUTDOWN_GRACEFUL_TIMEOUT=0.5 SHUTDOWN_HARD_TIMEOUT=1
+stop_server TERM
+check "hard deadline: exit 4 (got $exit_code)" [ "$exit_code" -eq 4 ]
+check "hard deadline: exit near 1 s (${stop_ms} ms)" \
+  test "$stop_ms" -ge 900 -a "$stop_ms" -lt 3000
+check "hard deadline: logged" grep -q "hard shutdown deadline of 1000 ms exceeded" "$run_dir/log"
+
 # --- a port already in use is a start-up failure (exit 5) at once, not a restart loop
 start_server holder
 held_port=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$run_dir/log" | head -1 | sed 's/.*://')
