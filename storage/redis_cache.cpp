@@ -1,4 +1,5 @@
 #include "storage/cache_backend.hpp"
+#include "storage/percent_decode.hpp"
 #include "storage/glob.hpp"
 
 #include <hiredis/hiredis.h>
@@ -27,35 +28,6 @@ struct redis_endpoint {
   std::string password;  ///< empty = no AUTH
   long db = 0;           ///< SELECT when not 0
 };
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
-
-bool percent_decode(std::string_view in, std::string& out) {
-  out.clear();
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] != '%') {
-      out.push_back(in[i]);
-      continue;
-    }
-    if (i + 2 >= in.size() || hex_value(in[i + 1]) < 0 || hex_value(in[i + 2]) < 0) {
-      return false;
-    }
-    out.push_back(static_cast<char>(hex_value(in[i + 1]) * 16 + hex_value(in[i + 2])));
-    i += 2;
-  }
-  return true;
-}
 
 bool all_digits(std::string_view s) {
   return !s.empty()
