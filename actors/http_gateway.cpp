@@ -74,6 +74,15 @@ std::string counts_json(gateway_state& st) {
       .dump();
 }
 
+/// Counts one answered request by route, method and status, and its latency by route.
+void count_request(net::metrics_registry& metrics, const std::string& route,
+                   const std::string& method, int status, steady::time_point received) {
+  metrics.counter_add("si_http_requests_total",
+                      {{"route", route}, {"method", method}, {"status", std::to_string(status)}});
+  metrics.histogram_observe("si_http_request_duration_seconds", {{"route", route}},
+                            seconds_since(received));
+}
+
 /// Wraps `respond` so every answer is counted by route and status before it is sent.
 net::respond_fn metered(self_ptr self, http_call& call, const std::string& route) {
   auto metrics = self->state.opts.metrics;
@@ -81,11 +90,7 @@ net::respond_fn metered(self_ptr self, http_call& call, const std::string& route
   auto method = call.request.method;
   auto inner = std::move(call.respond);
   return [metrics, received, method, route, inner](net::http_response r) {
-    metrics->counter_add(
-        "si_http_requests_total",
-        {{"route", route}, {"method", method}, {"status", std::to_string(r.status)}});
-    metrics->histogram_observe("si_http_request_duration_seconds", {{"route", route}},
-                               seconds_since(received));
+    count_request(*metrics, route, method, r.status, received);
     inner(std::move(r));
   };
 }
@@ -206,11 +211,7 @@ http_gateway_actor::behavior_type gateway_impl(self_ptr self, http_gateway_optio
         if (responses && (req.method == "GET" || req.method == "HEAD")) {
           if (auto hit = responses->find(page_key(req))) {
             auto r = cached_response(req, hit->body, hit->etag, hit->ttl);
-            metrics->counter_add("si_http_requests_total", {{"route", hit->route},
-                                                            {"method", req.method},
-                                                            {"status", std::to_string(r.status)}});
-            metrics->histogram_observe("si_http_request_duration_seconds", {{"route", hit->route}},
-                                       seconds_since(req.received_at));
+            count_request(*metrics, hit->route, req.method, r.status, req.received_at);
             respond(std::move(r));
             return;
           }

@@ -5,6 +5,7 @@
 #include "net/http_server.hpp"
 #include "net/prometheus.hpp"
 #include "storage/anchors_repo.hpp"
+#include "storage/database.hpp"
 #include "storage/corridors_repo.hpp"
 #include "storage/ingestion_repo.hpp"
 #include "storage/pools_repo.hpp"
@@ -50,11 +51,6 @@ enum route_id : int {
 
 /// The ingestion stream the ingestor records its cursor and state under.
 constexpr std::string_view ingestion_stream = "horizon";
-
-int64_t unix_ms_now() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
 
 net::http_response error(const net::http_request& req, int status, std::string_view code,
                          std::string_view message) {
@@ -430,7 +426,7 @@ void handle_analytics(route_context& ctx, const net::route_match& match, net::ht
           q.one_of("sort_by", "volume", {"success_rate", "volume", "attempts"}));
       cq.order = q.order();
       cq.page = q.page();
-      cq.now_ms = unix_ms_now();
+      cq.now_ms = storage::unix_ms_now();
       if (!finish_or_answer()) {
         return;
       }
@@ -447,7 +443,7 @@ void handle_analytics(route_context& ctx, const net::route_match& match, net::ht
       storage::corridor_detail_query dq;
       dq.id = std::get<domain::corridor_key>(parsed).id();
       dq.period = period();
-      dq.now_ms = unix_ms_now();
+      dq.now_ms = storage::unix_ms_now();
       if (!finish_or_answer()) {
         return;
       }
@@ -541,7 +537,7 @@ void handle_analytics(route_context& ctx, const net::route_match& match, net::ht
       }
       a.name = *name;
       a.stellar_account = *account;
-      auto now = unix_ms_now();
+      auto now = storage::unix_ms_now();
       run_write(ctx, std::move(req), std::move(respond),
                 db_task{"anchors.create",
                         [a, now](soci::session& sql) {
@@ -577,7 +573,7 @@ void handle_analytics(route_context& ctx, const net::route_match& match, net::ht
         return;
       }
       storage::new_anchor_asset asset{*code, *issuer};
-      auto now = unix_ms_now();
+      auto now = storage::unix_ms_now();
       run_write(ctx, std::move(req), std::move(respond),
                 db_task{"anchors.add_asset",
                         [id, asset, now](soci::session& sql) {

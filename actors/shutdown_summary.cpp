@@ -2,6 +2,7 @@
 
 #include "config/logging.hpp"
 #include "net/prometheus.hpp"
+#include "storage/database.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/stateful_actor.hpp>
@@ -93,11 +94,6 @@ struct summary_state {
   bool finalized = false;
 };
 
-int64_t unix_ms_now() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
 void publish(summary_options& opts, const nlohmann::json& report) {
   auto log = config::logger("shutdown_summary");
   for (const auto& a : report["actors"]) {
@@ -136,7 +132,7 @@ shutdown_summary_actor::behavior_type summary_impl(
       [=](shutdown_atom, const std::string& reason) {
         if (self->state.started_at_unix_ms == 0) {
           self->state.reason = reason;
-          self->state.started_at_unix_ms = unix_ms_now();
+          self->state.started_at_unix_ms = storage::unix_ms_now();
         }
       },
       [=](report_atom, const actor_report& r) { self->state.reports.push_back(r); },
@@ -147,7 +143,7 @@ shutdown_summary_actor::behavior_type summary_impl(
         }
         st.finalized = true;
         if (st.started_at_unix_ms == 0) {
-          st.started_at_unix_ms = unix_ms_now();
+          st.started_at_unix_ms = storage::unix_ms_now();
         }
         auto report = build_summary(st.reports, st.opts.expected_actors, reason, base_exit_code,
                                     total_ms, st.started_at_unix_ms);

@@ -1,6 +1,8 @@
 #include "storage/database.hpp"
 #include "storage/percent_decode.hpp"
 
+#include <chrono>
+
 #include <soci/postgresql/soci-postgresql.h>
 #include <soci/soci.h>
 #include <soci/sqlite3/soci-sqlite3.h>
@@ -355,6 +357,11 @@ bool ping(soci::session& sql) noexcept {
   } catch (...) {
     return false;
   }
+}
+
+long long unix_ms_now() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace si::storage

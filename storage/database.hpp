@@ -41,6 +41,9 @@ int schema_version(soci::session& sql);
 /// The number of migrations this build knows (the version `migrate` brings a database to).
 int latest_schema_version();
 
+/// Wall-clock now in Unix milliseconds: the timestamp unit of every table.
+long long unix_ms_now();
+
 /// Cheap liveness probe ("SELECT 1"); false when the connection is unusable.
 bool ping(soci::session& sql) noexcept;
 

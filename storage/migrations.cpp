@@ -318,11 +318,6 @@ const std::vector<migration>& all_migrations() {
   return list;
 }
 
-int64_t unix_ms_now() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
 bool migrations_table_exists(soci::session& sql) {
   int count = 0;
   if (sql.get_backend_name() == "postgresql") {

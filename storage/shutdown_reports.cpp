@@ -1,5 +1,7 @@
 #include "storage/shutdown_reports.hpp"
 
+#include "storage/database.hpp"
+
 #include <nlohmann/json.hpp>
 #include <soci/soci.h>
 
@@ -8,15 +10,6 @@
 #include <stdexcept>
 
 namespace si::storage {
-
-namespace {
-
-long long unix_ms_now() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
-}  // namespace
 
 long long insert_shutdown_report(soci::session& sql, const nlohmann::json& report) {
   if (!report.is_object()) {
