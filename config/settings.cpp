@@ -294,6 +294,23 @@ value_kind millis(milliseconds settings::*member, std::int64_t lo, std::int64_t 
           [member](const settings& s) { return json((s.*member).count()); }};
 }
 
+/// true/1 or false/0.
+value_kind boolean(bool settings::*member) {
+  return {"true or false",
+          [member](settings& s, std::string_view v) {
+            if (v == "true" || v == "1") {
+              s.*member = true;
+              return true;
+            }
+            if (v == "false" || v == "0") {
+              s.*member = false;
+              return true;
+            }
+            return false;
+          },
+          [member](const settings& s) { return json(s.*member); }};
+}
+
 /// An optional text: empty means unset.
 value_kind optional_text(std::optional<std::string> settings::*member, std::string allowed,
                          std::function<bool(std::string_view)> valid, render_fn render) {
@@ -435,19 +452,7 @@ std::vector<setting_def> make_table() {
       millis(&s::shutdown_idle_window, 0, 60'000));
   add("HTTP_TEST_ROUTES", "false",
       "Enables test-only routes (GET /api/v1/test/slow?ms=N). Never in production.",
-      {"true or false",
-       [](settings& st, std::string_view v) {
-         if (v == "true" || v == "1") {
-           st.http_test_routes = true;
-           return true;
-         }
-         if (v == "false" || v == "0") {
-           st.http_test_routes = false;
-           return true;
-         }
-         return false;
-       },
-       [](const settings& st) { return json(st.http_test_routes); }});
+      boolean(&s::http_test_routes));
   add("TEST_HANG_ON_DRAIN", "",
       "Test-only: comma-separated actors (db, cache) that ignore their drain so that the "
       "cascade's timed_out path and SHUTDOWN_HARD_TIMEOUT can be tested. Never in production.",
@@ -492,6 +497,82 @@ std::vector<setting_def> make_table() {
           }));
   add("HORIZON_URL", "https://horizon.stellar.org",
       "Base URL of the Stellar Horizon server data is ingested from.", horizon_url_kind());
+  add("HORIZON_CA_FILE", "",
+      "PEM file of the CAs trusted for an https HORIZON_URL; unset or empty = the system's CAs.",
+      optional_text(&s::horizon_ca_file, "a file path; empty = unset", nullptr,
+                    [](const settings& st) { return optional_json(st.horizon_ca_file); }));
+  add("HORIZON_TIMEOUT_MS", "10000",
+      "Milliseconds one Horizon request may take, from sending it to the end of its response.",
+      millis(&s::horizon_timeout, 1, 600'000));
+  add("HORIZON_CONNECT_TIMEOUT_MS", "5000",
+      "Milliseconds to resolve, connect and (https) complete the TLS handshake with Horizon.",
+      millis(&s::horizon_connect_timeout, 1, 600'000));
+  add("HORIZON_MAX_RETRIES", "3",
+      "Retries of one Horizon request after a timeout, a lost connection, a 5xx or a 429 "
+      "(with exponential backoff and jitter; Retry-After is honoured).",
+      integer(&s::horizon_max_retries, 0, 100));
+  add("HORIZON_RATE_LIMIT", "10",
+      "Horizon requests per second at most (public Horizon limits each client).",
+      integer(&s::horizon_rate_limit, 0, 100'000, " (0 = unlimited)"));
+  add("HORIZON_BREAKER_THRESHOLD", "5",
+      "Consecutive failed Horizon requests that open the circuit breaker.",
+      integer(&s::horizon_breaker_threshold, 0, 1000, " (0 = no breaker)"));
+  add("HORIZON_BREAKER_COOLDOWN_MS", "30000",
+      "Milliseconds an open circuit breaker fails fast before it lets one trial through.",
+      millis(&s::horizon_breaker_cooldown, 0, max_duration_ms));
+  // -- ingestion
+  add("INGEST_ENABLED", "true", "Whether the ingestor follows the network from HORIZON_URL.",
+      boolean(&s::ingest_enabled));
+  add("INGEST_START_LEDGER", "latest",
+      "Where ingestion starts when the database has no cursor yet: a ledger sequence, or "
+      "latest (the newest closed ledger). A stored cursor always wins.",
+      {"latest, or a ledger sequence from 1 to 4294967295",
+       [](settings& st, std::string_view v) {
+         if (v == "latest") {
+           st.ingest_start_ledger = 0;
+           return true;
+         }
+         auto n = parse_uint(v);
+         if (!n || *n < 1 || *n > 4'294'967'295ULL) {
+           return false;
+         }
+         st.ingest_start_ledger = static_cast<std::int64_t>(*n);
+         return true;
+       },
+       [](const settings& st) {
+         return st.ingest_start_ledger == 0 ? json("latest") : json(st.ingest_start_ledger);
+       }});
+  add("INGEST_BATCH_LEDGERS", "10",
+      "Ledgers committed together, with all their transactions and operations, in one "
+      "database transaction.",
+      integer(&s::ingest_batch_ledgers, 1, 200));
+  add("INGEST_PAGE_LIMIT", "200", "Records per Horizon page requested by the ingestor.",
+      integer(&s::ingest_page_limit, 1, 200));
+  add("INGEST_POLL_INTERVAL_MS", "1000",
+      "Milliseconds between polls for new ledgers once ingestion has caught up.",
+      millis(&s::ingest_poll_interval, 1, max_duration_ms));
+  add("INGEST_BACKOFF_MIN_MS", "1000",
+      "Delay in milliseconds before retrying a failed page (Horizon error, malformed data, "
+      "database error); it doubles up to INGEST_BACKOFF_MAX_MS.",
+      millis(&s::ingest_backoff_min, 1, max_duration_ms));
+  add("INGEST_BACKOFF_MAX_MS", "60000", "Upper bound in milliseconds of the ingestion retry delay.",
+      millis(&s::ingest_backoff_max, 1, max_duration_ms));
+  // -- sync schedulers
+  add("SYNC_ENABLED", "true", "Whether the metrics, liquidity pool and trustline schedulers run.",
+      boolean(&s::sync_enabled));
+  add("SYNC_METRICS_INTERVAL", "300",
+      "Seconds between metrics runs (corridor buckets and anchor aggregates from ingested "
+      "operations).",
+      seconds(&s::sync_metrics_interval, true));
+  add("SYNC_POOLS_INTERVAL", "300", "Seconds between liquidity pool runs.",
+      seconds(&s::sync_pools_interval, true));
+  add("SYNC_TRUSTLINES_INTERVAL", "900", "Seconds between trustline (asset statistics) runs.",
+      seconds(&s::sync_trustlines_interval, true));
+  add("SYNC_POOLS_MAX", "200",
+      "Liquidity pools a pool run reads from Horizon (with each one's trades of the last 24 h).",
+      integer(&s::sync_pools_max, 1, 100'000));
+  add("SYNC_ASSETS_MAX", "2000", "Assets a trustline run reads from Horizon.",
+      integer(&s::sync_assets_max, 1, 1'000'000));
   add("ADMIN_API_TOKEN", "",
       "Bearer token that write endpoints require; unset or empty = writes answer 403 "
       "WRITES_DISABLED. Never printed.",
@@ -834,6 +915,11 @@ std::variant<settings, config_error> load(const env_map& env, const env_map& dot
                         "must be <= SUPERVISOR_BACKOFF_MAX_MS ("
                             + effective["SUPERVISOR_BACKOFF_MAX_MS"] + " ms), got "
                             + quote(effective["SUPERVISOR_BACKOFF_MIN_MS"])};
+  }
+  if (s.ingest_backoff_min > s.ingest_backoff_max) {
+    return config_error{"INGEST_BACKOFF_MIN_MS",
+                        "must be <= INGEST_BACKOFF_MAX_MS (" + effective["INGEST_BACKOFF_MAX_MS"]
+                            + " ms), got " + quote(effective["INGEST_BACKOFF_MIN_MS"])};
   }
   if (s.redis_reconnect_min > s.redis_reconnect_max) {
     return config_error{"REDIS_RECONNECT_MIN_MS",

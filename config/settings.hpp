@@ -45,6 +45,30 @@ struct settings {
   std::optional<std::string> redis_url;                     ///< REDIS_URL (unset: in-process cache)
   std::string horizon_url = "https://horizon.stellar.org";  ///< HORIZON_URL
   std::optional<std::string> admin_api_token;               ///< ADMIN_API_TOKEN
+  std::optional<std::string> horizon_ca_file;               ///< HORIZON_CA_FILE
+  milliseconds horizon_timeout{10'000};                     ///< HORIZON_TIMEOUT_MS=10000
+  milliseconds horizon_connect_timeout{5'000};              ///< HORIZON_CONNECT_TIMEOUT_MS=5000
+  unsigned horizon_max_retries = 3;                         ///< HORIZON_MAX_RETRIES=3
+  unsigned horizon_rate_limit = 10;                         ///< HORIZON_RATE_LIMIT=10 (0 = none)
+  unsigned horizon_breaker_threshold = 5;                   ///< HORIZON_BREAKER_THRESHOLD=5
+  milliseconds horizon_breaker_cooldown{30'000};            ///< HORIZON_BREAKER_COOLDOWN_MS
+
+  // -- ingestion
+  bool ingest_enabled = true;                ///< INGEST_ENABLED=true
+  std::int64_t ingest_start_ledger = 0;      ///< INGEST_START_LEDGER (0 = latest)
+  unsigned ingest_batch_ledgers = 10;        ///< INGEST_BATCH_LEDGERS=10 (1..200)
+  unsigned ingest_page_limit = 200;          ///< INGEST_PAGE_LIMIT=200 (1..200)
+  milliseconds ingest_poll_interval{1'000};  ///< INGEST_POLL_INTERVAL_MS=1000
+  milliseconds ingest_backoff_min{1'000};    ///< INGEST_BACKOFF_MIN_MS=1000
+  milliseconds ingest_backoff_max{60'000};   ///< INGEST_BACKOFF_MAX_MS=60000
+
+  // -- sync schedulers
+  bool sync_enabled = true;                        ///< SYNC_ENABLED=true
+  milliseconds sync_metrics_interval{300'000};     ///< SYNC_METRICS_INTERVAL=300 (s)
+  milliseconds sync_pools_interval{300'000};       ///< SYNC_POOLS_INTERVAL=300 (s)
+  milliseconds sync_trustlines_interval{900'000};  ///< SYNC_TRUSTLINES_INTERVAL=900 (s)
+  unsigned sync_pools_max = 200;                   ///< SYNC_POOLS_MAX=200
+  unsigned sync_assets_max = 2'000;                ///< SYNC_ASSETS_MAX=2000
 
   // -- logging
   /// LOG_LEVEL trace|debug|info|warn|error|critical|off (stored lowercase)

@@ -259,6 +259,25 @@ const std::vector<std::pair<std::string, std::vector<std::string>>>& bad_values(
       {"CACHE_OP_TIMEOUT_MS", {"0", "60001", "0.5"}},
       {"REDIS_RECONNECT_MIN_MS", {"x", "-5"}},
       {"REDIS_RECONNECT_MAX_MS", {"1e3", "86400001"}},
+      {"HORIZON_TIMEOUT_MS", {"0", "10s", "600001"}},
+      {"HORIZON_CONNECT_TIMEOUT_MS", {"0", "-1"}},
+      {"HORIZON_MAX_RETRIES", {"101", "three"}},
+      {"HORIZON_RATE_LIMIT", {"1.5", "-1", "100001"}},
+      {"HORIZON_BREAKER_THRESHOLD", {"1001", "x"}},
+      {"HORIZON_BREAKER_COOLDOWN_MS", {"30s", "86400001"}},
+      {"INGEST_ENABLED", {"yes", "", "TRUE"}},
+      {"INGEST_START_LEDGER", {"0", "4294967296", "Latest", "-5", "", "12a"}},
+      {"INGEST_BATCH_LEDGERS", {"0", "201"}},
+      {"INGEST_PAGE_LIMIT", {"0", "201", "max"}},
+      {"INGEST_POLL_INTERVAL_MS", {"0", "1s"}},
+      {"INGEST_BACKOFF_MIN_MS", {"0", "x"}},
+      {"INGEST_BACKOFF_MAX_MS", {"0", "86400001"}},
+      {"SYNC_ENABLED", {"no", "2"}},
+      {"SYNC_METRICS_INTERVAL", {"0", "5m"}},
+      {"SYNC_POOLS_INTERVAL", {"0", "-300"}},
+      {"SYNC_TRUSTLINES_INTERVAL", {"0", "x"}},
+      {"SYNC_POOLS_MAX", {"0", "100001"}},
+      {"SYNC_ASSETS_MAX", {"0", "1000001"}},
   };
   return v;
 }
@@ -283,8 +302,9 @@ TEST_CASE("invalid values: every setting that can be invalid is covered", "[conf
   for (const auto& [name, values] : bad_values()) {
     covered.insert(name);
   }
-  // Only these two accept any text (empty = unset).
-  const std::set<std::string> free_text{"ADMIN_API_TOKEN", "SHUTDOWN_REPORT_PATH"};
+  // Only these accept any text (empty = unset).
+  const std::set<std::string> free_text{"ADMIN_API_TOKEN", "SHUTDOWN_REPORT_PATH",
+                                        "HORIZON_CA_FILE"};
   for (const auto& doc : documented_settings()) {
     INFO(doc.name);
     CHECK((covered.count(doc.name) + free_text.count(doc.name)) == 1);
@@ -376,6 +396,19 @@ TEST_CASE("cross-field checks", "[config]") {
               .redis_reconnect_max
           == milliseconds{0});
   }
+  SECTION("INGEST_BACKOFF_MIN_MS <= INGEST_BACKOFF_MAX_MS") {
+    auto err = load_err({{"INGEST_BACKOFF_MIN_MS", "60001"}});
+    CHECK(err.variable == "INGEST_BACKOFF_MIN_MS");
+    CHECK(err.message.find("INGEST_BACKOFF_MAX_MS (60000 ms)") != std::string::npos);
+    CHECK(load_err({{"INGEST_BACKOFF_MAX_MS", "999"}}).variable == "INGEST_BACKOFF_MIN_MS");
+    CHECK(load_ok({{"INGEST_BACKOFF_MAX_MS", "1000"}}).ingest_backoff_max == milliseconds{1000});
+  }
+  SECTION("INGEST_START_LEDGER: latest or a sequence") {
+    CHECK(load_ok({}).ingest_start_ledger == 0);
+    CHECK(load_ok({{"INGEST_START_LEDGER", "latest"}}).ingest_start_ledger == 0);
+    CHECK(load_ok({{"INGEST_START_LEDGER", "1"}}).ingest_start_ledger == 1);
+    CHECK(load_ok({{"INGEST_START_LEDGER", "4294967295"}}).ingest_start_ledger == 4294967295LL);
+  }
   SECTION("a per-field error comes before a cross-field one") {
     auto err = load_err({{"SHUTDOWN_HARD_TIMEOUT", "1"}, {"PORT", "x"}});
     CHECK(err.variable == "PORT");
@@ -465,7 +498,7 @@ TEST_CASE("help text lists options and every documented setting", "[config]") {
   for (const char* option : {"--help", "--version", "--check-config", "DOTENV_PATH"}) {
     CHECK(help.find(option) != std::string::npos);
   }
-  REQUIRE(documented_settings().size() == 43);
+  REQUIRE(documented_settings().size() == 63);
   for (const auto& doc : documented_settings()) {
     INFO(doc.name);
     auto default_text = doc.default_value.empty() ? std::string("unset") : doc.default_value;
