@@ -3,6 +3,7 @@
 #include "actors/cache.hpp"
 #include "actors/db.hpp"
 #include "actors/http_gateway.hpp"
+#include "actors/ingestor.hpp"
 #include "actors/root_supervisor.hpp"
 #include "actors/shutdown_plan.hpp"
 #include "actors/shutdown_summary.hpp"
@@ -154,6 +155,7 @@ int main(int argc, char** argv) {
   auto metrics = std::make_shared<net::metrics_registry>();
   actors::describe_http_metrics(*metrics);
   actors::describe_lifecycle_metrics(*metrics);
+  actors::describe_ingest_metrics(*metrics);
 
   // -- schema first: no actor starts against a database that is not migrated.
   try {
@@ -237,6 +239,43 @@ int main(int argc, char** argv) {
              std::count(s.test_hang_on_drain.begin(), s.test_hang_on_drain.end(), "cache") > 0;
          return caf::actor_cast<caf::actor>(actors::spawn_cache(sys, factory, hang));
        }});
+  std::shared_ptr<actors::ingest_progress> ingest_progress;
+  if (s.ingest_enabled) {
+    ingest_progress = std::make_shared<actors::ingest_progress>();
+    opts.children.push_back(
+        {"ingestor",
+         [&s, metrics, ingest_progress](caf::actor_system& sys, const actors::directory& deps) {
+           actors::ingestor_options o;
+           o.db = caf::actor_cast<actors::db_actor>(deps.at("db"));
+           o.client.base_url = s.horizon_url;
+           o.client.request_timeout = s.horizon_timeout;
+           o.client.connect_timeout = s.horizon_connect_timeout;
+           o.client.max_retries = s.horizon_max_retries;
+           o.client.rate_limit_per_second = s.horizon_rate_limit;
+           o.client.rate_limit_burst = std::max(1.0, static_cast<double>(s.horizon_rate_limit));
+           o.client.breaker_threshold = s.horizon_breaker_threshold;
+           o.client.breaker_cooldown = s.horizon_breaker_cooldown;
+           o.client.ca_file = s.horizon_ca_file.value_or("");
+           o.fetch.batch_ledgers = s.ingest_batch_ledgers;
+           o.fetch.page_limit = s.ingest_page_limit;
+           // Bound of one batch: room for 10,000 operations per ledger, each page at its
+           // worst (every retry timing out after its backoff).
+           o.fetch.max_pages = 2 + 2 * s.ingest_batch_ledgers * (10'000 / s.ingest_page_limit + 1);
+           auto per_request =
+               (s.horizon_connect_timeout + s.horizon_timeout) * (s.horizon_max_retries + 1)
+               + std::chrono::milliseconds{30'000} * s.horizon_max_retries;
+           o.fetch_timeout = std::min<std::chrono::milliseconds>(per_request * o.fetch.max_pages,
+                                                                 std::chrono::hours{24});
+           o.start_ledger = s.ingest_start_ledger;
+           o.poll_interval = s.ingest_poll_interval;
+           o.backoff_min = s.ingest_backoff_min;
+           o.backoff_max = s.ingest_backoff_max;
+           o.db_timeout = s.db_query_timeout + std::chrono::milliseconds{1'000};
+           o.progress = ingest_progress;
+           o.metrics = metrics;
+           return caf::actor_cast<caf::actor>(actors::spawn_ingestor(sys, std::move(o)));
+         }});
+  }
   auto server_opts = std::make_shared<net::http_server_options>();
   server_opts->host = s.host;
   server_opts->port = s.port;
@@ -256,7 +295,7 @@ int main(int argc, char** argv) {
   auto first_listen_result = first_listen->get_future();
   auto listen_reported = std::make_shared<std::atomic<bool>>(false);
   opts.children.push_back(
-      {"http_gateway", [&s, server_opts, metrics, first_listen, listen_reported](
+      {"http_gateway", [&s, server_opts, metrics, first_listen, listen_reported, ingest_progress](
                            caf::actor_system& sys, const actors::directory& deps) {
          actors::http_gateway_options g;
          g.server = server_opts;
@@ -275,6 +314,7 @@ int main(int argc, char** argv) {
          g.upstream_timeout = s.http_upstream_timeout;
          g.cache_ttl = s.cache_default_ttl;
          g.test_routes = s.http_test_routes;
+         g.ingest = ingest_progress;
          g.on_listen = [first_listen, listen_reported](uint16_t port, const std::string& err) {
            if (!listen_reported->exchange(true)) {
              first_listen->set_value({port, err});

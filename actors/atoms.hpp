@@ -40,6 +40,14 @@ CAF_ADD_ATOM(stellar_insights, si, drained_atom, "drained")
 CAF_ADD_ATOM(stellar_insights, si, cut_atom, "cut")
 CAF_ADD_ATOM(stellar_insights, si, respond_atom, "respond")
 
+// -- ingestor and schedulers
+CAF_ADD_ATOM(stellar_insights, si, fetch_atom, "fetch")
+CAF_ADD_ATOM(stellar_insights, si, latest_atom, "latest")
+CAF_ADD_ATOM(stellar_insights, si, committed_atom, "committed")
+CAF_ADD_ATOM(stellar_insights, si, tick_atom, "tick")
+CAF_ADD_ATOM(stellar_insights, si, sync_atom, "sync")
+CAF_ADD_ATOM(stellar_insights, si, publish_atom, "publish")
+
 CAF_END_TYPE_ID_BLOCK(stellar_insights)
 
 namespace si {

@@ -249,7 +249,8 @@ http_gateway_actor::behavior_type gateway_impl(self_ptr self, http_gateway_optio
                           st.opts.cache_ttl,
                           st.draining,
                           st.started,
-                          st.opts.responses ? st.opts.responses->hits() : 0};
+                          st.opts.responses ? st.opts.responses->hits() : 0,
+                          st.opts.ingest};
         if (st.draining && is_write(call.request.method) && m.status == net::route_status::found) {
           // Read-only degradation during drain: the client may retry on another instance.
           ++st.writes_refused;

@@ -23,6 +23,7 @@ struct http_server_options;
 }  // namespace si::net
 
 namespace si::actors {
+class ingest_progress;
 
 /// One request handed from an io thread to the gateway, with the way back.
 struct http_call {
@@ -69,6 +70,8 @@ struct http_gateway_options {
   bool test_routes = false;                            ///< HTTP_TEST_ROUTES
   /// Whole-page cache read on the io threads (nullptr: every request goes to the actor).
   std::shared_ptr<response_cache> responses;
+  /// The ingestor's progress for readiness and /api/v1/ingestion/status (null: disabled).
+  std::shared_ptr<ingest_progress> ingest;
   /// Called on every (re)start with the bound port, or with 0 and the reason when the
   /// listener could not be opened (main uses the first call to fail fast at start-up).
   std::function<void(uint16_t port, const std::string& error)> on_listen;

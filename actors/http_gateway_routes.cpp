@@ -398,8 +398,12 @@ void handle_analytics(route_context& ctx, const net::route_match& match, net::ht
       if (!finish_or_answer()) {
         return;
       }
-      db_task task{"ingestion.status", [](soci::session& sql) {
-                     return storage::ingestion_status(sql, ingestion_stream, std::nullopt);
+      std::optional<long long> latest;
+      if (ctx.ingest && ctx.ingest->network_latest() > 0) {
+        latest = ctx.ingest->network_latest();
+      }
+      db_task task{"ingestion.status", [latest](soci::session& sql) {
+                     return storage::ingestion_status(sql, ingestion_stream, latest);
                    }};
       ctx.up.query(std::move(task), [req, respond](auto result) {
         if (auto* err = std::get_if<std::string>(&result)) {
@@ -841,9 +845,10 @@ void handle_request(route_context& ctx, const net::route_match& match, net::http
         respond(json_response(503, {{"status", "draining"}}));
         return;
       }
-      ctx.up.checks([respond](nlohmann::json checks) {
-        // No ingestor runs in this build yet: say so rather than omit the check.
-        checks["ingestor"] = "not_running";
+      ctx.up.checks([respond, ingest = ctx.ingest](nlohmann::json checks) {
+        // The ingestor's state (catching_up, tailing, backoff, ...) is shown, not required:
+        // the API still answers from what is stored while Horizon is unreachable.
+        checks["ingestor"] = ingest ? ingest->state() : std::string{"disabled"};
         // A degraded cache costs speed, not correctness: still ready. The database is not.
         bool ready = checks.value("db", "") == "ok";
         respond(json_response(ready ? 200 : 503,

@@ -4,6 +4,7 @@
 /// and database only through `upstream`, so this file holds no actor code.
 
 #include "actors/db.hpp"
+#include "actors/ingestor.hpp"
 #include "net/http_types.hpp"
 #include "net/router.hpp"
 
@@ -55,6 +56,8 @@ struct route_context {
   std::chrono::steady_clock::time_point started;
   /// Hits of the io-thread page cache, counted as cache hits in stats and metrics.
   uint64_t page_hits = 0;
+  /// The ingestor's progress (null when ingestion is disabled).
+  std::shared_ptr<ingest_progress> ingest;
 };
 
 /// Adds every route of api.md (and the test-only ones when enabled) to `r`.

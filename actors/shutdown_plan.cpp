@@ -14,13 +14,18 @@ shutdown_plan default_plan(const config::settings& s) {
   //   http_gateway before cache and db because in-flight requests still read through them.
   // The gateway enforces SHUTDOWN_GRACEFUL_TIMEOUT itself (it cuts and reports); its plan
   // deadline adds the drain delay and a margin for that report to arrive.
-  return {
+  //   ingestor before cache and db because its last commit and state record go through db.
+  shutdown_plan plan{
       {"http_gateway",
        {"cache", "db"},
        s.shutdown_drain_delay + s.shutdown_graceful_timeout + std::chrono::milliseconds{2'000}},
       {"cache", {"db"}, s.shutdown_cache_timeout},
       {"db", {}, s.shutdown_db_timeout},
   };
+  if (s.ingest_enabled) {
+    plan.push_back({"ingestor", {"cache", "db"}, s.shutdown_background_timeout});
+  }
+  return plan;
 }
 
 std::optional<std::string> validate_plan(const shutdown_plan& plan) {
