@@ -314,6 +314,31 @@ const std::vector<migration>& all_migrations() {
   last_error_at BIGINT,
   updated_at BIGINT NOT NULL))",
        }},
+      {3,
+       "webhook_disabled_reason",
+       {
+           // Why and when a webhook stopped receiving deliveries (e.g. its endpoint answered
+           // 410 Gone); both NULL while enabled. The index serves the queue statistics
+           // (oldest pending delivery) without scanning delivered history.
+           "ALTER TABLE webhooks ADD COLUMN disabled_reason TEXT",
+           "ALTER TABLE webhooks ADD COLUMN disabled_at BIGINT",
+           R"(CREATE INDEX webhook_deliveries_status_created_idx ON webhook_deliveries (status,
+  created_at))",
+       }},
+      {4,
+       "corridor_health",
+       {
+           // The last known health of each corridor (metrics sync): the baseline the next
+           // evaluation is compared with, so `corridor.health_degraded` fires once per
+           // crossing. Only evaluations with enough attempts are stored (docs/analytics.md).
+           R"(CREATE TABLE corridor_health (
+  corridor_id TEXT PRIMARY KEY,
+  health TEXT NOT NULL CHECK (health IN ('healthy', 'degraded', 'critical')),
+  success_rate DOUBLE PRECISION NOT NULL,
+  attempts BIGINT NOT NULL,
+  window_ms BIGINT NOT NULL,
+  evaluated_at BIGINT NOT NULL))",
+       }},
   };
   return list;
 }
