@@ -7,6 +7,7 @@
 #include "actors/root_supervisor.hpp"
 #include "actors/shutdown_plan.hpp"
 #include "actors/shutdown_summary.hpp"
+#include "actors/sync_scheduler.hpp"
 #include "config/logging.hpp"
 #include "config/settings.hpp"
 #include "net/http_server.hpp"
@@ -156,6 +157,7 @@ int main(int argc, char** argv) {
   actors::describe_http_metrics(*metrics);
   actors::describe_lifecycle_metrics(*metrics);
   actors::describe_ingest_metrics(*metrics);
+  actors::describe_sync_metrics(*metrics);
 
   // -- schema first: no actor starts against a database that is not migrated.
   try {
@@ -239,33 +241,44 @@ int main(int argc, char** argv) {
              std::count(s.test_hang_on_drain.begin(), s.test_hang_on_drain.end(), "cache") > 0;
          return caf::actor_cast<caf::actor>(actors::spawn_cache(sys, factory, hang));
        }});
+  // One Horizon client per actor that reads Horizon (each with its own rate limit).
+  auto horizon_options = [](const config::settings& s) {
+    net::horizon_client_options c;
+    c.base_url = s.horizon_url;
+    c.request_timeout = s.horizon_timeout;
+    c.connect_timeout = s.horizon_connect_timeout;
+    c.max_retries = s.horizon_max_retries;
+    c.rate_limit_per_second = s.horizon_rate_limit;
+    c.rate_limit_burst = std::max(1.0, static_cast<double>(s.horizon_rate_limit));
+    c.breaker_threshold = s.horizon_breaker_threshold;
+    c.breaker_cooldown = s.horizon_breaker_cooldown;
+    c.ca_file = s.horizon_ca_file.value_or("");
+    return c;
+  };
+  // The bound of one multi-page Horizon read: every page at its worst (each retry timing
+  // out after its longest backoff), capped at a day.
+  auto fetch_deadline = [](const config::settings& s, unsigned pages) {
+    auto per_request = (s.horizon_connect_timeout + s.horizon_timeout) * (s.horizon_max_retries + 1)
+                       + std::chrono::milliseconds{30'000} * s.horizon_max_retries;
+    return std::min<std::chrono::milliseconds>(per_request * pages, std::chrono::hours{24});
+  };
+  actors::fetch_options ingest_fetch;
+  ingest_fetch.batch_ledgers = s.ingest_batch_ledgers;
+  ingest_fetch.page_limit = s.ingest_page_limit;
+  // Room for 10,000 operations per ledger in one batch.
+  ingest_fetch.max_pages = 2 + 2 * s.ingest_batch_ledgers * (10'000 / s.ingest_page_limit + 1);
   std::shared_ptr<actors::ingest_progress> ingest_progress;
   if (s.ingest_enabled) {
     ingest_progress = std::make_shared<actors::ingest_progress>();
     opts.children.push_back(
         {"ingestor",
-         [&s, metrics, ingest_progress](caf::actor_system& sys, const actors::directory& deps) {
+         [&s, metrics, ingest_progress, horizon_options, fetch_deadline, ingest_fetch](
+             caf::actor_system& sys, const actors::directory& deps) {
            actors::ingestor_options o;
            o.db = caf::actor_cast<actors::db_actor>(deps.at("db"));
-           o.client.base_url = s.horizon_url;
-           o.client.request_timeout = s.horizon_timeout;
-           o.client.connect_timeout = s.horizon_connect_timeout;
-           o.client.max_retries = s.horizon_max_retries;
-           o.client.rate_limit_per_second = s.horizon_rate_limit;
-           o.client.rate_limit_burst = std::max(1.0, static_cast<double>(s.horizon_rate_limit));
-           o.client.breaker_threshold = s.horizon_breaker_threshold;
-           o.client.breaker_cooldown = s.horizon_breaker_cooldown;
-           o.client.ca_file = s.horizon_ca_file.value_or("");
-           o.fetch.batch_ledgers = s.ingest_batch_ledgers;
-           o.fetch.page_limit = s.ingest_page_limit;
-           // Bound of one batch: room for 10,000 operations per ledger, each page at its
-           // worst (every retry timing out after its backoff).
-           o.fetch.max_pages = 2 + 2 * s.ingest_batch_ledgers * (10'000 / s.ingest_page_limit + 1);
-           auto per_request =
-               (s.horizon_connect_timeout + s.horizon_timeout) * (s.horizon_max_retries + 1)
-               + std::chrono::milliseconds{30'000} * s.horizon_max_retries;
-           o.fetch_timeout = std::min<std::chrono::milliseconds>(per_request * o.fetch.max_pages,
-                                                                 std::chrono::hours{24});
+           o.client = horizon_options(s);
+           o.fetch = ingest_fetch;
+           o.fetch_timeout = fetch_deadline(s, ingest_fetch.max_pages);
            o.start_ledger = s.ingest_start_ledger;
            o.poll_interval = s.ingest_poll_interval;
            o.backoff_min = s.ingest_backoff_min;
@@ -275,6 +288,38 @@ int main(int argc, char** argv) {
            o.metrics = metrics;
            return caf::actor_cast<caf::actor>(actors::spawn_ingestor(sys, std::move(o)));
          }});
+  }
+  if (s.sync_enabled) {
+    struct job {
+      const char* name;
+      actors::sync_kind kind;
+      std::chrono::milliseconds interval;
+      unsigned max_items;
+    };
+    for (const job& j : {job{"sync_metrics", actors::sync_kind::metrics, s.sync_metrics_interval, 1},
+                         job{"sync_pools", actors::sync_kind::pools, s.sync_pools_interval,
+                             s.sync_pools_max},
+                         job{"sync_trustlines", actors::sync_kind::trustlines,
+                             s.sync_trustlines_interval, s.sync_assets_max}}) {
+      opts.children.push_back(
+          {j.name, [&s, j, metrics, horizon_options, fetch_deadline](
+                       caf::actor_system& sys, const actors::directory& deps) {
+             actors::sync_options o;
+             o.kind = j.kind;
+             o.db = caf::actor_cast<actors::db_actor>(deps.at("db"));
+             o.cache = caf::actor_cast<actors::cache_actor>(deps.at("cache"));
+             o.interval = j.interval;
+             o.max_items = j.max_items;
+             o.client = horizon_options(s);
+             o.fetch.page_limit = 200;
+             // Every item's page plus, for pools, a day of each pool's trades (50 pages).
+             o.fetch.max_pages = 2 + o.max_items * (j.kind == actors::sync_kind::pools ? 51 : 1);
+             o.fetch_timeout = fetch_deadline(s, o.fetch.max_pages);
+             o.db_timeout = s.db_query_timeout + std::chrono::milliseconds{1'000};
+             o.metrics = metrics;
+             return caf::actor_cast<caf::actor>(actors::spawn_sync_scheduler(sys, std::move(o)));
+           }});
+    }
   }
   auto server_opts = std::make_shared<net::http_server_options>();
   server_opts->host = s.host;

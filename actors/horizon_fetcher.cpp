@@ -158,6 +158,95 @@ std::variant<int64_t, fetch_failure> fetch_latest_ledger(const horizon_get& get)
   return p.records.front().sequence;
 }
 
+std::variant<sync_data, fetch_failure> fetch_pools(const horizon_get& get, unsigned max_pools,
+                                                   unsigned page_limit, int64_t since_ms,
+                                                   unsigned max_pages) {
+  sync_data out;
+  std::string cursor;
+  while (out.pools.size() < max_pools) {
+    if (out.pages >= max_pages) {
+      return fetch_failure{"inconsistent", "/liquidity_pools: more than "
+                                               + std::to_string(max_pages) + " pages", 0};
+    }
+    auto limit = std::min<size_t>(page_limit, max_pools - out.pools.size());
+    auto target = "/liquidity_pools?order=asc&limit=" + std::to_string(limit)
+                  + (cursor.empty() ? "" : "&cursor=" + cursor);
+    ++out.pages;
+    auto page = get_page<domain::liquidity_pool>(get, target);
+    if (auto* f = std::get_if<fetch_failure>(&page)) {
+      return *f;
+    }
+    auto& p = std::get<domain::page<domain::liquidity_pool>>(page);
+    for (auto& pool : p.records) {
+      out.pools.push_back(std::move(pool));
+    }
+    if (p.records.size() < limit || p.last_paging_token.empty()) {
+      break;
+    }
+    cursor = p.last_paging_token;
+  }
+  for (const auto& pool : out.pools) {
+    auto& trades = out.trades_by_pool[pool.id];
+    std::string tcursor;
+    for (;;) {
+      if (out.pages >= max_pages) {
+        return fetch_failure{"inconsistent", "pool trades: more than "
+                                                 + std::to_string(max_pages) + " pages", 0};
+      }
+      auto target = "/liquidity_pools/" + pool.id + "/trades?order=desc&limit="
+                    + std::to_string(page_limit) + (tcursor.empty() ? "" : "&cursor=" + tcursor);
+      ++out.pages;
+      auto page = get_page<domain::trade>(get, target);
+      if (auto* f = std::get_if<fetch_failure>(&page)) {
+        return *f;
+      }
+      auto& p = std::get<domain::page<domain::trade>>(page);
+      bool older = false;
+      for (auto& t : p.records) {
+        if (t.ledger_close_time_ms < since_ms) {
+          older = true;  // newest first: the rest is older still
+          break;
+        }
+        trades.push_back(std::move(t));
+      }
+      if (older || p.records.size() < page_limit || p.last_paging_token.empty()) {
+        break;
+      }
+      tcursor = p.last_paging_token;
+    }
+  }
+  return out;
+}
+
+std::variant<sync_data, fetch_failure> fetch_assets(const horizon_get& get, unsigned max_assets,
+                                                    unsigned page_limit, unsigned max_pages) {
+  sync_data out;
+  std::string cursor;
+  while (out.assets.size() < max_assets) {
+    if (out.pages >= max_pages) {
+      return fetch_failure{"inconsistent",
+                           "/assets: more than " + std::to_string(max_pages) + " pages", 0};
+    }
+    auto limit = std::min<size_t>(page_limit, max_assets - out.assets.size());
+    auto target = "/assets?order=asc&limit=" + std::to_string(limit)
+                  + (cursor.empty() ? "" : "&cursor=" + cursor);
+    ++out.pages;
+    auto page = get_page<domain::asset_stats>(get, target);
+    if (auto* f = std::get_if<fetch_failure>(&page)) {
+      return *f;
+    }
+    auto& p = std::get<domain::page<domain::asset_stats>>(page);
+    for (auto& a : p.records) {
+      out.assets.push_back(std::move(a));
+    }
+    if (p.records.size() < limit || p.last_paging_token.empty()) {
+      break;
+    }
+    cursor = p.last_paging_token;
+  }
+  return out;
+}
+
 namespace {
 
 struct fetcher_state {
@@ -185,6 +274,12 @@ horizon_fetcher_actor::behavior_type fetcher_impl(
           }
         }
         return fetch_outcome{std::move(r)};
+      },
+      [=](sync_atom, const std::string& what, uint32_t max, int64_t since_ms) -> sync_outcome {
+        if (what == "pools") {
+          return sync_outcome{fetch_pools(get, max, opts.page_limit, since_ms, opts.max_pages)};
+        }
+        return sync_outcome{fetch_assets(get, max, opts.page_limit, opts.max_pages)};
       },
       [=](latest_atom) -> fetch_outcome {
         auto latest = fetch_latest_ledger(get);

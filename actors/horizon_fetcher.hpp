@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <vector>
 #include <memory>
 #include <optional>
 #include <string>
@@ -71,18 +73,45 @@ std::variant<fetched_batch, fetch_failure> fetch_ledger_batch(const horizon_get&
 /// The newest ledger Horizon has (`/ledgers?order=desc&limit=1`).
 std::variant<int64_t, fetch_failure> fetch_latest_ledger(const horizon_get& get);
 
+/// What a pool or trustline sync reads from Horizon.
+struct sync_data {
+  std::vector<domain::liquidity_pool> pools;
+  /// Trades of each pool since `since_ms` (newest first), for every pool read.
+  std::map<std::string, std::vector<domain::trade>> trades_by_pool;
+  std::vector<domain::asset_stats> assets;
+  unsigned pages = 0;
+};
+
+/// Pages `/liquidity_pools` (at most `max_pools`) and, for each pool, its trades
+/// (`/liquidity_pools/{id}/trades`, newest first) back to `since_ms`.
+std::variant<sync_data, fetch_failure> fetch_pools(const horizon_get& get, unsigned max_pools,
+                                                   unsigned page_limit, int64_t since_ms,
+                                                   unsigned max_pages);
+
+/// Pages `/assets` (at most `max_assets`).
+std::variant<sync_data, fetch_failure> fetch_assets(const horizon_get& get, unsigned max_assets,
+                                                    unsigned page_limit, unsigned max_pages);
+
+/// What a sync fetch answers.
+struct sync_outcome {
+  std::variant<sync_data, fetch_failure> value;
+};
+
 }  // namespace si::actors
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(si::actors::fetch_outcome)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(si::actors::sync_outcome)
 
 namespace si::actors {
 
 /// Messages: `fetch_atom, cursor, expected_first (0 = none), want_latest` → fetch_outcome
 /// (want_latest also fills network_latest); `latest_atom` → fetch_outcome whose batch only
 /// carries network_latest. The client is shared with the ingestor, which calls cancel().
+/// `sync_atom, "pools"|"assets", max, since_ms` → sync_outcome (see fetch_pools/fetch_assets).
 using horizon_fetcher_actor =
     caf::typed_actor<caf::replies_to<fetch_atom, std::string, int64_t, bool>::with<fetch_outcome>,
-                     caf::replies_to<latest_atom>::with<fetch_outcome>>;
+                     caf::replies_to<latest_atom>::with<fetch_outcome>,
+                     caf::replies_to<sync_atom, std::string, uint32_t, int64_t>::with<sync_outcome>>;
 
 /// Spawns the detached fetcher over `client`.
 horizon_fetcher_actor spawn_horizon_fetcher(caf::actor_system& sys,

@@ -25,6 +25,13 @@ shutdown_plan default_plan(const config::settings& s) {
   if (s.ingest_enabled) {
     plan.push_back({"ingestor", {"cache", "db"}, s.shutdown_background_timeout});
   }
+  //   schedulers before cache and db because a run in flight commits through db and then
+  //   invalidates cache keys.
+  if (s.sync_enabled) {
+    for (const char* name : {"sync_metrics", "sync_pools", "sync_trustlines"}) {
+      plan.push_back({name, {"cache", "db"}, s.shutdown_background_timeout});
+    }
+  }
   return plan;
 }
 

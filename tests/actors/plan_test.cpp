@@ -55,14 +55,17 @@ TEST_CASE("the default plan is valid and uses the configured deadlines", "[plan]
       CHECK(e.deadline == 7s);
     }
   }
-  // The gateway and the ingestor stop together (neither uses the other).
-  CHECK(stop_waves(plan).front() == std::vector<std::string>{"http_gateway", "ingestor"});
+  // The gateway, the ingestor and the schedulers stop together (none uses another).
+  CHECK(stop_waves(plan).front()
+        == std::vector<std::string>{"http_gateway", "ingestor", "sync_metrics", "sync_pools",
+                                    "sync_trustlines"});
   CHECK(stop_waves(plan).back() == std::vector<std::string>{"db"});
   // gateway (0 s delay + 30 s graceful + 2 s margin) → cache 3 s → db 7 s.
   CHECK(critical_path(plan) == 42s);
   s.ingest_enabled = false;
+  s.sync_enabled = false;
   auto without = default_plan(s);
   REQUIRE_FALSE(validate_plan(without).has_value());
   CHECK(stop_waves(without).front() == std::vector<std::string>{"http_gateway"});
-  CHECK(without.size() == plan.size() - 1);
+  CHECK(without.size() == plan.size() - 4);
 }
