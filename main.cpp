@@ -267,13 +267,19 @@ int main(int argc, char** argv) {
   ingest_fetch.page_limit = s.ingest_page_limit;
   // Room for 10,000 operations per ledger in one batch.
   ingest_fetch.max_pages = 2 + 2 * s.ingest_batch_ledgers * (10'000 / s.ingest_page_limit + 1);
+  // The gateway's whole-page cache, read on the io threads; the schedulers invalidate it
+  // too. Only with the in-process cache: Redis is shared by instances whose invalidations
+  // this process could not see.
+  std::shared_ptr<actors::response_cache> responses;
+  if (!s.redis_url) {
+    responses = std::make_shared<actors::response_cache>(s.cache_max_entries);
+  }
   std::shared_ptr<actors::ingest_progress> ingest_progress;
   if (s.ingest_enabled) {
     ingest_progress = std::make_shared<actors::ingest_progress>();
     opts.children.push_back(
-        {"ingestor",
-         [&s, metrics, ingest_progress, horizon_options, fetch_deadline, ingest_fetch](
-             caf::actor_system& sys, const actors::directory& deps) {
+        {"ingestor", [&s, metrics, ingest_progress, horizon_options, fetch_deadline, ingest_fetch](
+                         caf::actor_system& sys, const actors::directory& deps) {
            actors::ingestor_options o;
            o.db = caf::actor_cast<actors::db_actor>(deps.at("db"));
            o.client = horizon_options(s);
@@ -296,13 +302,13 @@ int main(int argc, char** argv) {
       std::chrono::milliseconds interval;
       unsigned max_items;
     };
-    for (const job& j : {job{"sync_metrics", actors::sync_kind::metrics, s.sync_metrics_interval, 1},
-                         job{"sync_pools", actors::sync_kind::pools, s.sync_pools_interval,
-                             s.sync_pools_max},
-                         job{"sync_trustlines", actors::sync_kind::trustlines,
-                             s.sync_trustlines_interval, s.sync_assets_max}}) {
+    for (const job& j :
+         {job{"sync_metrics", actors::sync_kind::metrics, s.sync_metrics_interval, 1},
+          job{"sync_pools", actors::sync_kind::pools, s.sync_pools_interval, s.sync_pools_max},
+          job{"sync_trustlines", actors::sync_kind::trustlines, s.sync_trustlines_interval,
+              s.sync_assets_max}}) {
       opts.children.push_back(
-          {j.name, [&s, j, metrics, horizon_options, fetch_deadline](
+          {j.name, [&s, j, metrics, horizon_options, fetch_deadline, responses](
                        caf::actor_system& sys, const actors::directory& deps) {
              actors::sync_options o;
              o.kind = j.kind;
@@ -317,6 +323,7 @@ int main(int argc, char** argv) {
              o.fetch_timeout = fetch_deadline(s, o.fetch.max_pages);
              o.db_timeout = s.db_query_timeout + std::chrono::milliseconds{1'000};
              o.metrics = metrics;
+             o.responses = responses;
              return caf::actor_cast<caf::actor>(actors::spawn_sync_scheduler(sys, std::move(o)));
            }});
     }
@@ -340,8 +347,8 @@ int main(int argc, char** argv) {
   auto first_listen_result = first_listen->get_future();
   auto listen_reported = std::make_shared<std::atomic<bool>>(false);
   opts.children.push_back(
-      {"http_gateway", [&s, server_opts, metrics, first_listen, listen_reported, ingest_progress](
-                           caf::actor_system& sys, const actors::directory& deps) {
+      {"http_gateway", [&s, server_opts, metrics, first_listen, listen_reported, ingest_progress,
+                        responses](caf::actor_system& sys, const actors::directory& deps) {
          actors::http_gateway_options g;
          g.server = server_opts;
          // A dependency that is down right now is an invalid handle: requests answer 503
@@ -365,11 +372,7 @@ int main(int argc, char** argv) {
              first_listen->set_value({port, err});
            }
          };
-         if (!s.redis_url) {
-           // Only with the in-process cache: Redis is shared by instances whose
-           // invalidations this process could not see.
-           g.responses = std::make_shared<actors::response_cache>(s.cache_max_entries);
-         }
+         g.responses = responses;
          return caf::actor_cast<caf::actor>(actors::spawn_http_gateway(sys, std::move(g)));
        }});
   auto spawned = actors::spawn_root_supervisor(sys, std::move(opts));

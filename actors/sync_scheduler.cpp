@@ -79,7 +79,8 @@ nlohmann::json counts(const scheduler_state& st) {
           {"abandoned", st.abandoned},
           {"last_run_at", st.last_run_at ? nlohmann::json(*st.last_run_at) : nullptr},
           {"last_status", st.last_status},
-          {"last_error", st.last_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(st.last_error)}};
+          {"last_error",
+           st.last_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(st.last_error)}};
 }
 
 void schedule(self_ptr self, milliseconds delay) {
@@ -125,8 +126,11 @@ void run_done(self_ptr self, bool ok, const std::string& error, const nlohmann::
     st.last_error.clear();
     st.log->info("{} run ok in {} ms: {}", st.job, duration, summary.dump());
     // After the commit because readers must not re-cache the old figures: invalidate.
-    if (st.opts.cache) {
-      for (const auto& prefix : summary.value("invalidate_prefixes", std::vector<std::string>{})) {
+    for (const auto& prefix : summary.value("invalidate_prefixes", std::vector<std::string>{})) {
+      if (st.opts.responses) {
+        st.opts.responses->invalidate(prefix + "*");
+      }
+      if (st.opts.cache) {
         caf::anon_send(st.opts.cache, invalidate_atom_v, prefix + "*");
       }
     }
@@ -138,8 +142,9 @@ void run_done(self_ptr self, bool ok, const std::string& error, const nlohmann::
     st.last_error = error;
     st.log->warn("{} run failed after {} ms: {}", st.job, duration, error);
     // Recorded after the rollback, outside the run's transaction.
-    db_task task{"sync.record_failure", [name = st.job, started = st.run_started_ms, error,
-                                         duration](soci::session& sql) -> nlohmann::json {
+    db_task task{"sync.record_failure",
+                 [name = st.job, started = st.run_started_ms, error,
+                  duration](soci::session& sql) -> nlohmann::json {
                    storage::record_run(sql, name, started, "failed", error, duration);
                    return nullptr;
                  }};
@@ -188,8 +193,7 @@ void run_in_db(self_ptr self, std::shared_ptr<sync_data> data) {
                    case sync_kind::metrics: {
                      // Rebuild from the oldest ledger ingested since the last run began.
                      auto last = storage::read_last_run(sql, "metrics");
-                     int64_t since =
-                         last && last->last_run_at ? *last->last_run_at - margin : 0;
+                     int64_t since = last && last->last_run_at ? *last->last_run_at - margin : 0;
                      long long oldest = 0;
                      soci::indicator ind = soci::i_null;
                      sql << "SELECT MIN(closed_at) FROM ledgers WHERE ingested_at >= :since",
@@ -218,8 +222,8 @@ void run_in_db(self_ptr self, std::shared_ptr<sync_data> data) {
                      break;
                    }
                    case sync_kind::trustlines: {
-                     auto r = storage::run_trustline_sync(sql, backend_of(sql), now,
-                                                          data->assets, forward);
+                     auto r = storage::run_trustline_sync(sql, backend_of(sql), now, data->assets,
+                                                          forward);
                      out = {{"assets_upserted", r.assets_upserted},
                             {"snapshots_written", r.snapshots_written},
                             {"updated_assets", r.updated_assets},
@@ -296,14 +300,14 @@ void start_run(self_ptr self) {
 /// while the server was down runs at start), else when the interval ends.
 void initialise(self_ptr self) {
   auto& st = self->state;
-  db_task task{"sync.last_run", [name = st.job](soci::session& sql) -> nlohmann::json {
-                 auto r = storage::read_last_run(sql, name);
-                 if (!r || !r->last_run_at) {
-                   return nullptr;
-                 }
-                 return {{"last_run_at", *r->last_run_at},
-                         {"last_status", r->last_status.value_or("")}};
-               }};
+  db_task task{
+      "sync.last_run", [name = st.job](soci::session& sql) -> nlohmann::json {
+        auto r = storage::read_last_run(sql, name);
+        if (!r || !r->last_run_at) {
+          return nullptr;
+        }
+        return {{"last_run_at", *r->last_run_at}, {"last_status", r->last_status.value_or("")}};
+      }};
   self->request(st.opts.db, st.opts.db_timeout, query_atom_v, std::move(task))
       .then(
           [self](db_result& r) {

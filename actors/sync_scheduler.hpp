@@ -18,6 +18,7 @@
 #include "actors/atoms.hpp"
 #include "actors/cache.hpp"
 #include "actors/db.hpp"
+#include "actors/response_cache.hpp"
 #include "actors/horizon_fetcher.hpp"
 #include "net/horizon_client.hpp"
 #include "storage/sync_repo.hpp"
@@ -46,11 +47,13 @@ struct sync_options {
   sync_kind kind = sync_kind::metrics;
   db_actor db;
   cache_actor cache;  ///< may be invalid: then nothing is invalidated
+  /// The gateway's io-thread page cache, invalidated with the cache actor (may be null).
+  std::shared_ptr<response_cache> responses;
   std::chrono::milliseconds interval{300'000};
   /// Horizon access for pools and trustlines (unused by metrics).
   net::horizon_client_options client;
   fetch_options fetch;
-  unsigned max_items = 200;  ///< SYNC_POOLS_MAX or SYNC_ASSETS_MAX
+  unsigned max_items = 200;                       ///< SYNC_POOLS_MAX or SYNC_ASSETS_MAX
   std::chrono::milliseconds retry_delay{60'000};  ///< after a failed run (capped by interval)
   std::chrono::milliseconds db_timeout{11'000};   ///< one run's transaction
   std::chrono::milliseconds fetch_timeout{600'000};

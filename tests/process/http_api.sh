@@ -42,9 +42,11 @@ start_server() {  # start_server NAME [VAR=value...]
   run_dir="$work/$name"
   mkdir -p "$run_dir"
   port=$(si_free_port)
-  # HORIZON_URL points at a closed loopback port: the test never leaves the machine.
+  # HORIZON_URL points at a closed loopback port: the test never leaves the machine; no
+  # ingestion or sync runs, so the seeded figures stay as seeded.
   (cd "$run_dir" && exec env -i PATH="$PATH" HOME="$run_dir" LOG_FORMAT=json PORT="$port" \
       HOST=127.0.0.1 ADMIN_API_TOKEN=secret HORIZON_URL=http://127.0.0.1:9 \
+      INGEST_ENABLED=false SYNC_ENABLED=false \
       DATABASE_URL="sqlite://$db" SHUTDOWN_REPORT_PATH="$run_dir/report.json" \
       "$@" "$BIN" 2>"$run_dir/log") &
   server_pid=$!

@@ -20,7 +20,7 @@ start_server() {  # start_server NAME [VAR=value...]
   mkdir -p "$run_dir"
   port=$(si_free_port)
   (cd "$run_dir" && exec env -i PATH="$PATH" HOME="$run_dir" LOG_FORMAT=json PORT="$port" \
-      HOST=127.0.0.1 HTTP_TEST_ROUTES=true ADMIN_API_TOKEN=secret \
+      HOST=127.0.0.1 HTTP_TEST_ROUTES=true ADMIN_API_TOKEN=secret HORIZON_URL=http://127.0.0.1:9 \
       DATABASE_URL="sqlite://$run_dir/si.db" SHUTDOWN_REPORT_PATH="$run_dir/report.json" \
       "$@" "$BIN" 2>"$run_dir/log") &
   server_pid=$!
