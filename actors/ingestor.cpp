@@ -90,7 +90,10 @@ struct ingestor_state {
   milliseconds backoff{0};
   uint64_t timer_generation = 0;
   steady::time_point latest_checked{};
-  std::string db_state;  // last state written to ingestion_state
+  std::string db_state;  // last state sent to ingestion_state
+  std::optional<std::pair<std::string, std::string>> pending_state;  // {state, error}
+  bool state_write_in_flight = false;
+  bool finishing = false;  // drained: replying once `stopped` is written
 
   bool draining = false;
   std::optional<caf::typed_response_promise<std::string>> drain_promise;
@@ -120,9 +123,45 @@ storage::backend backend_of(soci::session& sql) {
 
 void start_fetch(self_ptr self);
 void schedule(self_ptr self, milliseconds delay);
+void maybe_reply(self_ptr self);
+
+/// Writes the newest pending state to ingestion_state, one write at a time: the db actor's
+/// workers run queries in parallel, so two writes in flight could commit out of order.
+void flush_state(self_ptr self) {
+  auto& st = self->state;
+  if (st.state_write_in_flight || !st.pending_state) {
+    return;
+  }
+  auto [state, error] = std::move(*st.pending_state);
+  st.pending_state.reset();
+  st.state_write_in_flight = true;
+  std::optional<std::string> err = error.empty() ? std::nullopt : std::optional<std::string>{error};
+  db_task task{"ingestion.state",
+               [stream = st.opts.stream, state = state, err](soci::session& sql) -> nlohmann::json {
+                 std::optional<std::string_view> e;
+                 if (err) {
+                   e = *err;
+                 }
+                 storage::record_ingestion_state(sql, stream, state, e, storage::unix_ms_now());
+                 return nullptr;
+               }};
+  self->request(st.opts.db, st.opts.db_timeout, query_atom_v, std::move(task))
+      .then(
+          [self](db_result&) {
+            self->state.state_write_in_flight = false;
+            flush_state(self);
+            maybe_reply(self);
+          },
+          [self](caf::error& e) {
+            self->state.state_write_in_flight = false;
+            self->state.log->warn("could not record the ingestion state: {}", to_string(e));
+            flush_state(self);
+            maybe_reply(self);
+          });
+}
 
 /// Records the state for /api/v1/ingestion/status (in memory at once, in the database when
-/// it changed or carries an error). Fire and forget: a lost write costs a stale status only.
+/// it changed or carries an error). A lost write costs a stale status only.
 void set_state(self_ptr self, const std::string& state, const std::string& error = {}) {
   auto& st = self->state;
   if (st.opts.progress) {
@@ -132,51 +171,36 @@ void set_state(self_ptr self, const std::string& state, const std::string& error
     return;
   }
   st.db_state = state;
-  std::optional<std::string> err = error.empty() ? std::nullopt : std::optional<std::string>{error};
-  db_task task{"ingestion.state",
-               [stream = st.opts.stream, state, err](soci::session& sql) -> nlohmann::json {
-                 std::optional<std::string_view> e;
-                 if (err) {
-                   e = *err;
-                 }
-                 storage::record_ingestion_state(sql, stream, state, e, storage::unix_ms_now());
-                 return nullptr;
-               }};
-  self->request(st.opts.db, st.opts.db_timeout, query_atom_v, std::move(task))
-      .then([](db_result&) {},
-            [self](caf::error& e) {
-              self->state.log->warn("could not record the ingestion state: {}", to_string(e));
-            });
+  st.pending_state = std::make_pair(state, error);
+  flush_state(self);
 }
 
 void finish_drain(self_ptr self) {
   auto& st = self->state;
-  if (!st.drain_promise || st.commit_in_flight) {
+  if (!st.drain_promise || st.commit_in_flight || st.finishing) {
     return;  // a commit in flight finishes first: its batch is whole or not written at all
   }
-  auto report = counts(st).dump();
-  st.log->info("ingestor stopped: {}", report);
-  // Record `stopped`, then reply: the db actor stops after us (it is our dependency).
-  db_task task{"ingestion.state", [stream = st.opts.stream](soci::session& sql) -> nlohmann::json {
-                 storage::record_ingestion_state(sql, stream, "stopped", std::nullopt,
-                                                 storage::unix_ms_now());
-                 return nullptr;
-               }};
+  st.finishing = true;
+  st.log->info("ingestor stopped: {}", counts(st).dump());
   if (st.opts.progress) {
     st.opts.progress->set_state("stopped");
   }
-  auto promise = *st.drain_promise;
+  // Record `stopped` (after any state write in flight), then reply: the db actor stops
+  // after us (it is our dependency).
+  st.db_state = "stopped";
+  st.pending_state = std::make_pair(std::string{"stopped"}, std::string{});
+  flush_state(self);
+}
+
+/// Called when a state write completes: the drain replies once `stopped` is written.
+void maybe_reply(self_ptr self) {
+  auto& st = self->state;
+  if (!st.finishing || st.state_write_in_flight || st.pending_state || !st.drain_promise) {
+    return;
+  }
+  st.drain_promise->deliver(counts(st).dump());
   st.drain_promise.reset();
-  self->request(st.opts.db, st.opts.db_timeout, query_atom_v, std::move(task))
-      .then(
-          [self, promise, report](db_result&) mutable {
-            promise.deliver(report);
-            self->quit();
-          },
-          [self, promise, report](caf::error&) mutable {
-            promise.deliver(report);
-            self->quit();
-          });
+  self->quit();
 }
 
 void on_failure(self_ptr self, const std::string& kind, const std::string& message,
