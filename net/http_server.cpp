@@ -10,6 +10,7 @@
 #include <optional>
 #include <random>
 #include <shared_mutex>
+#include <stdexcept>
 #include <system_error>
 #include <thread>
 #include <unordered_map>
@@ -30,15 +31,18 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 
 #include "config/logging.hpp"
 #include "net/gate.hpp"
+#include "net/ws_transport.hpp"
 
 namespace si::net {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 using steady = std::chrono::steady_clock;
@@ -108,6 +112,38 @@ double millis_since(steady::time_point start) {
   return std::chrono::duration<double, std::milli>(steady::now() - start).count();
 }
 
+/// Splits a request-target into path and query; the absolute form ("http://host/p?q",
+/// RFC 9112 §3.2.2) keeps its path and query only.
+void split_target(const std::string& target, std::string& path, std::string& query) {
+  std::string origin = target;
+  if (auto scheme = origin.find("://"); !origin.starts_with('/') && scheme != origin.npos) {
+    auto rest = origin.find_first_of("/?", scheme + 3);
+    origin = rest == origin.npos ? "/" : (origin[rest] == '?' ? "/" : "") + origin.substr(rest);
+  }
+  auto q = origin.find('?');
+  path = origin.substr(0, q);
+  query = q == origin.npos ? std::string() : origin.substr(q + 1);
+}
+
+/// The WebSocket options, checked (http_server's constructor throws for invalid ones).
+const ws_options& validated(const ws_options& o) {
+  auto fail = [](const std::string& what) {
+    throw std::invalid_argument("http_server_options.websocket: " + what);
+  };
+  if (o.handshake_timeout.count() <= 0 || o.idle_timeout.count() <= 0
+      || o.close_timeout.count() <= 0) {
+    fail("timeouts must be positive");
+  }
+  if (o.max_message_size == 0 || o.max_queued_messages == 0 || o.max_queued_bytes == 0) {
+    fail("limits must be positive");
+  }
+  if (o.overflow_close_code != ws_close::policy_violation
+      && o.overflow_close_code != ws_close::try_again_later) {
+    fail("overflow_close_code must be 1008 or 1013, not " + std::to_string(o.overflow_close_code));
+  }
+  return o;
+}
+
 }  // namespace
 
 namespace detail {
@@ -147,6 +183,8 @@ class http_server_core {
   const handler_fn handler_;
   const std::shared_ptr<spdlog::logger> log_;
   const std::shared_ptr<lifeline> lifeline_ = std::make_shared<lifeline>();
+  /// WebSocket sessions (outside the connection gate) and their counters.
+  const std::shared_ptr<ws_registry> ws_;
 
   std::atomic<std::uint64_t> connections_open_{0};
   std::atomic<std::uint64_t> connections_total_{0};
@@ -268,6 +306,10 @@ class session : public std::enable_shared_from_this<session> {
   void on_header(const error_code& ec);
   void on_body(const error_code& ec);
   void on_read_error(const error_code& ec);
+  void on_upgrade_header();
+  void upgrade();
+  void reject_upgrade(http_response res, const std::string& request_id);
+  void hand_off(ws_handlers handlers, std::string request_id);
   void dispatch();
   void push_error(int status, std::string_view code, std::string message);
   void stop_reading();
@@ -291,7 +333,7 @@ class session : public std::enable_shared_from_this<session> {
   http_server_core& core_;
   gate::hold hold_;  // first member: released last, after the socket is closed
   const std::uint64_t id_;
-  const bool counted_;
+  bool counted_;  ///< in connections_open_ (until a WebSocket hand-off)
   const bool reject_;
   beast::tcp_stream stream_;
   asio::steady_timer timer_;
@@ -311,6 +353,9 @@ class session : public std::enable_shared_from_this<session> {
   std::optional<http::response<http::string_body>> out_;
 
   bool draining_ = false;
+  /// A WebSocket upgrade read while earlier responses were pending: handled once they are
+  /// written (the read side is paused until then).
+  bool pending_upgrade_ = false;
   bool closing_ = false;  ///< last response written: FIN sent, only discarding input now
   bool closed_ = false;   ///< socket closed; every completion just returns
   std::atomic<bool> finished_{false};
@@ -548,9 +593,10 @@ void session::on_header(const error_code& ec) {
     return;
   }
   first_request_ = false;
-  // A WebSocket upgrade would branch off here: once `websocket::is_upgrade(parser_->get())`
-  // and no earlier response is pending (idle()), hand stream_ and buffer_ to a WebSocket
-  // session instead of dispatching, and end this session without closing the socket.
+  if (core_.options_.websocket.hook && websocket::is_upgrade(parser_->get())) {
+    on_upgrade_header();
+    return;
+  }
   if (parser_->is_done()) {
     dispatch();
     return;
@@ -665,22 +711,150 @@ void session::push_error(int status, std::string_view code, std::string message)
   do_write();
 }
 
+void session::on_upgrade_header() {
+  if (!parser_->is_done()) {
+    // A body on an upgrade request: not a handshake to take over (the linger discards it).
+    ++core_.bad_requests_;
+    reject_upgrade(
+        make_error_response(400, "BAD_REQUEST", "a WebSocket upgrade request must not have a body",
+                            request_id_of(parser_->get())),
+        request_id_of(parser_->get()));
+    return;
+  }
+  if (!idle()) {
+    // Earlier responses go out first (in order); on_write resumes here once they have.
+    pending_upgrade_ = true;
+    read_phase_ = read_phase::paused;
+    return;
+  }
+  upgrade();
+}
+
+void session::upgrade() {
+  auto& msg = parser_->get();
+  const auto request_id = request_id_of(msg);
+  auto reject = [&](int status, std::string_view code, std::string message) {
+    reject_upgrade(make_error_response(status, code, message, request_id), request_id);
+  };
+  if (draining_ || core_.draining_.load() || !core_.accepting_.load()) {
+    // Drain began (or the acceptor is closed): WebSocket connections opened now would only
+    // be closed again by the hub.
+    auto res =
+        make_error_response(503, "SERVICE_UNAVAILABLE", "the server is shutting down", request_id);
+    res.headers.emplace_back("Retry-After", "1");
+    reject_upgrade(std::move(res), request_id);
+    return;
+  }
+  // What Beast's accept would refuse with a plain-text answer: refused here as JSON.
+  const auto key = sv(msg[http::field::sec_websocket_key]);
+  if (msg.count(http::field::host) == 0 || key.empty() || key.size() > 24) {
+    ++core_.bad_requests_;
+    reject(400, "BAD_REQUEST", "invalid WebSocket handshake (Host or Sec-WebSocket-Key)");
+    return;
+  }
+  if (sv(msg[http::field::sec_websocket_version]) != "13") {
+    auto res = make_error_response(426, "UPGRADE_REQUIRED", "Sec-WebSocket-Version must be 13",
+                                   request_id);
+    res.headers.emplace_back("Sec-WebSocket-Version", "13");
+    reject_upgrade(std::move(res), request_id);
+    return;
+  }
+  if (buffer_.size() > 0) {
+    // RFC 6455 §4.1: the client waits for the 101 before sending frames.
+    ++core_.bad_requests_;
+    reject(400, "BAD_REQUEST", "data sent before the WebSocket handshake completed");
+    return;
+  }
+  ws_upgrade_request req;
+  req.target = std::string(msg.target());
+  split_target(req.target, req.path, req.query);
+  for (const auto& field : msg) {
+    req.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+  req.remote_addr = remote_;
+  req.connection_id = id_;
+  req.request_id = request_id;
+  ws_upgrade_decision decision;
+  try {
+    decision = core_.options_.websocket.hook(req);
+  } catch (const std::exception& e) {
+    core_.log_->error("websocket upgrade hook threw: {}", e.what());
+    reject(500, "INTERNAL_ERROR", "internal error");
+    return;
+  } catch (...) {
+    core_.log_->error("websocket upgrade hook threw a non-exception");
+    reject(500, "INTERNAL_ERROR", "internal error");
+    return;
+  }
+  if (!decision.accepted) {
+    if (decision.rejection.status < 200 || decision.rejection.status > 999) {
+      core_.log_->error("websocket upgrade hook rejected with status {}; sent 500",
+                        decision.rejection.status);
+      reject(500, "INTERNAL_ERROR", "internal error");
+      return;
+    }
+    reject_upgrade(std::move(decision.rejection), request_id);
+    return;
+  }
+  hand_off(std::move(decision.handlers), request_id);
+}
+
+void session::reject_upgrade(http_response res, const std::string& request_id) {
+  ++core_.ws_->counters_.upgrades_rejected;
+  read_phase_ = read_phase::stopped;  // the client asked to switch protocols: no more HTTP
+  slot s;
+  s.seq = next_seq_++;
+  s.ready = true;
+  s.close_after = true;
+  s.received_at = request_started_;
+  const auto& msg = parser_->get();
+  s.method = std::string(msg.method_string());
+  auto target = sv(msg.target());
+  s.path = std::string(target.substr(0, target.find('?')));
+  s.request_id = request_id;
+  s.version = msg.version() == 10 ? 10 : 11;
+  s.res = std::move(res);
+  parser_.reset();
+  slots_.push_back(std::move(s));
+  ++core_.in_flight_;
+  do_write();
+}
+
+void session::hand_off(ws_handlers handlers, std::string request_id) {
+  // Nothing of this session is pending (idle, no read): the socket changes owner. The
+  // connection leaves the gate because WebSocket connections never hold up the HTTP drain.
+  cancel_timer();
+  stream_.expires_never();
+  auto target = sv(parser_->get().target());
+  ws_handoff h{stream_.release_socket(),
+               parser_->release(),
+               std::move(handlers),
+               id_,
+               remote_,
+               std::move(request_id),
+               std::string(target.substr(0, target.find('?'))),
+               request_started_};
+  parser_.reset();
+  read_phase_ = read_phase::stopped;
+  closed_ = true;  // every completion of this session just returns from now on
+  closing_ = true;
+  finished_ = true;
+  buffer_ = {};
+  hold_.release();
+  if (counted_) {
+    --core_.connections_open_;
+    counted_ = false;
+  }
+  core_.unregister_session(id_);
+  start_ws_session(core_.ws_, std::move(h));
+}
+
 void session::dispatch() {
   auto& msg = parser_->get();
   http_request req;
   req.method = std::string(msg.method_string());
   req.target = std::string(msg.target());
-  std::string origin = req.target;
-  if (auto scheme = origin.find("://"); !origin.starts_with('/') && scheme != origin.npos) {
-    // Absolute form ("http://host/path?q", RFC 9112 §3.2.2): keep path and query only.
-    auto rest = origin.find_first_of("/?", scheme + 3);
-    origin = rest == origin.npos ? "/" : (origin[rest] == '?' ? "/" : "") + origin.substr(rest);
-  }
-  auto q = origin.find('?');
-  req.path = origin.substr(0, q);
-  if (q != origin.npos) {
-    req.query = origin.substr(q + 1);
-  }
+  split_target(req.target, req.path, req.query);
   req.version = msg.version() == 10 ? 10 : 11;
   for (const auto& field : msg) {
     req.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
@@ -766,7 +940,7 @@ void session::do_write() {
   if (!last && slots_.size() == 1) {
     if (read_phase_ == read_phase::stopped) {
       last = true;
-    } else if (draining_
+    } else if (draining_ && !pending_upgrade_
                && (read_phase_ == read_phase::waiting || read_phase_ == read_phase::paused)
                && buffer_.size() == 0) {
       // Draining and no further request has begun to arrive: this response is the last.
@@ -855,6 +1029,11 @@ void session::on_write(const error_code& ec, bool last) {
   }
   if (last) {
     begin_linger();
+    return;
+  }
+  if (pending_upgrade_ && idle()) {
+    pending_upgrade_ = false;
+    upgrade();
     return;
   }
   if (read_phase_ == read_phase::paused) {
@@ -1014,6 +1193,7 @@ http_server_core::http_server_core(http_server_options options, handler_fn handl
     : options_(std::move(options)),
       handler_(std::move(handler)),
       log_(si::config::logger("http_gateway")),
+      ws_(std::make_shared<ws_registry>(validated(options_.websocket), options_.server_name, log_)),
       acceptor_(asio::make_strand(io_context_)),
       accept_retry_(acceptor_.get_executor()) {
   std::random_device rd;
@@ -1243,6 +1423,12 @@ void http_server_core::stop() {
     lifeline_->alive = false;
   }
   {
+    // Before stopping the threads because a ws_connection posting now must find a live
+    // io_context; after this, send/close/drop on any handle post nothing.
+    std::unique_lock lock(ws_->life_mutex_);
+    ws_->alive_ = false;
+  }
+  {
     std::lock_guard lock(acceptor_mutex_);
     error_code ignored;
     acceptor_.close(ignored);
@@ -1259,6 +1445,9 @@ void http_server_core::stop() {
     }
   }
   threads_.clear();
+  // After joining because a WebSocket session is only touched on its strand: with no io
+  // thread left, this thread may drop the connections still open (and run their on_closed).
+  ws_->drop_all();
   // Sessions with no pending operation die here; the rest die with io_context_'s handlers.
   std::unordered_map<std::uint64_t, std::shared_ptr<session>> remaining;
   {
@@ -1286,6 +1475,17 @@ http_server_stats http_server_core::stats() const {
   s.from_backlog = from_backlog_.load();
   s.accepting = accepting_.load();
   s.draining = draining_.load();
+  const auto& w = ws_->counters_;
+  s.ws_open = w.open.load();
+  s.ws_accepted = w.accepted.load();
+  s.ws_upgrades_rejected = w.upgrades_rejected.load();
+  s.ws_messages_sent = w.messages_sent.load();
+  s.ws_messages_received = w.messages_received.load();
+  s.ws_messages_dropped = w.messages_dropped.load();
+  s.ws_overflow_closes = w.overflow_closes.load();
+  s.ws_oversize_closes = w.oversize_closes.load();
+  s.ws_binary_closes = w.binary_closes.load();
+  s.ws_timed_out = w.timed_out.load();
   return s;
 }
 

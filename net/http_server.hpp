@@ -1,6 +1,7 @@
 #pragma once
 /// The HTTP/1.1 server (Boost.Beast behind a pimpl): sockets, framing, timeouts, limits and
-/// a drain that loses no request. No business logic: every request goes to one handler_fn.
+/// a drain that loses no request. No business logic: every request goes to one handler_fn,
+/// and WebSocket upgrades to the hook in http_server_options::websocket.
 
 #include <chrono>
 #include <cstddef>
@@ -10,12 +11,37 @@
 #include <string>
 
 #include "net/http_types.hpp"
+#include "net/ws_connection.hpp"
 
 namespace si::net {
 
 namespace detail {
 class http_server_core;
 }  // namespace detail
+
+/// WebSocket tunables of an http_server (docs/websocket-transport.md); production defaults.
+struct ws_options {
+  /// Decides on `Upgrade: websocket` requests. Empty (the default): upgrade requests are
+  /// ordinary requests for the handler_fn, as without WebSocket support.
+  ws_upgrade_hook hook;
+  /// Upgrade accepted by the hook → 101 response written; beyond, the connection is dropped.
+  std::chrono::milliseconds handshake_timeout{10'000};
+  /// Largest incoming message (all frames); beyond → close 1009.
+  std::size_t max_message_size = 64 * 1024;
+  /// With nothing received for idle_timeout / 2 the server sends a ping (keep_alive_pings);
+  /// with nothing received (a pong counts) for idle_timeout the connection is dropped.
+  std::chrono::milliseconds idle_timeout{60'000};
+  bool keep_alive_pings = true;  ///< false: no pings, dropped after idle_timeout of silence
+  /// close() (or an overflow) → peer's close frame; beyond, the connection is dropped.
+  std::chrono::milliseconds close_timeout{5'000};
+  /// Per connection: messages queued and not yet written; one more is an overflow.
+  std::size_t max_queued_messages = 256;
+  /// Per connection: bytes of queued messages not yet written; a message that would pass it
+  /// is an overflow (a single message larger than this is still taken by an empty queue).
+  std::size_t max_queued_bytes = 1024 * 1024;
+  /// Close code sent on overflow: 1008 (policy violation) or 1013 (try again later).
+  std::uint16_t overflow_close_code = ws_close::policy_violation;
+};
 
 /// Tunables of an http_server; the defaults are production values.
 struct http_server_options {
@@ -44,6 +70,7 @@ struct http_server_options {
   /// response the client has not read yet.
   std::chrono::milliseconds close_linger_timeout{1'000};
   std::string server_name = "stellar-insights";  ///< `Server` header (unless the handler set one)
+  ws_options websocket;                          ///< WebSocket upgrades (off without a hook)
 };
 
 /// Counters of an http_server; a consistent-enough snapshot of atomics, readable any time.
@@ -61,6 +88,17 @@ struct http_server_stats {
   std::uint64_t from_backlog = 0;          ///< accepted by close_acceptor() from the backlog
   bool accepting = false;                  ///< listening socket open
   bool draining = false;                   ///< begin_drain() was called
+  // WebSocket (not counted in the HTTP fields above once upgraded)
+  std::uint64_t ws_open = 0;               ///< WebSocket connections open (101 sent, not ended)
+  std::uint64_t ws_accepted = 0;           ///< upgrades completed (101 sent)
+  std::uint64_t ws_upgrades_rejected = 0;  ///< upgrade requests answered with an error status
+  std::uint64_t ws_messages_sent = 0;      ///< messages written to clients
+  std::uint64_t ws_messages_received = 0;  ///< text messages passed to on_text
+  std::uint64_t ws_messages_dropped = 0;   ///< refused or discarded by a queue overflow
+  std::uint64_t ws_overflow_closes = 0;    ///< connections closed for a queue overflow
+  std::uint64_t ws_oversize_closes = 0;    ///< connections closed 1009 (message too big)
+  std::uint64_t ws_binary_closes = 0;      ///< connections closed 1003 (binary message)
+  std::uint64_t ws_timed_out = 0;          ///< dropped by a handshake, idle or close timeout
 };
 
 /// An HTTP/1.1 server on its own io_context threads. Each connection is a session on a
@@ -69,9 +107,17 @@ struct http_server_stats {
 /// request (logger "http_gateway"). Thread-safety: every public member may be called from
 /// any thread except an io thread of this server (i.e. not from inside the handler or a
 /// drain callback) — close_acceptor() and stop() wait for the io threads.
+///
+/// WebSocket connections (upgrades accepted by options.websocket.hook) are not HTTP
+/// connections: they are not in the connection gate, so close_acceptor, begin_drain,
+/// async_wait_drained and cut_remaining neither wait for nor touch them (their owner closes
+/// them); upgrades arriving after close_acceptor() or begin_drain() get 503. stop() drops
+/// those still open.
 class http_server {
  public:
   /// A server that will pass every request to `handler`; nothing listens before start().
+  /// Throws std::invalid_argument for invalid WebSocket options (a zero timeout or limit, an
+  /// overflow code other than 1008/1013).
   http_server(http_server_options options, handler_fn handler);
   http_server(const http_server&) = delete;
   http_server& operator=(const http_server&) = delete;
@@ -105,7 +151,9 @@ class http_server {
   std::size_t cut_remaining();
 
   /// Stops the io threads and joins them; pending connections are destroyed without a
-  /// response. Idempotent; later respond_fn calls are dropped.
+  /// response, open WebSocket connections are dropped (their on_closed runs on the calling
+  /// thread, 1006, not clean). Idempotent; later respond_fn calls are dropped and later
+  /// ws_connection::send calls return `closed`.
   void stop();
 
   /// Current counters.

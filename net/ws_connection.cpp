@@ -1,0 +1,763 @@
+#include "net/ws_connection.hpp"
+
+#include <algorithm>
+#include <exception>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/stream_traits.hpp>
+#include <boost/beast/websocket/stream.hpp>
+
+#include "net/ws_transport.hpp"
+
+namespace si::net {
+
+bool ws_close_code_sendable(std::uint16_t code) noexcept {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014)
+         || (code >= 3000 && code <= 4999);
+}
+
+std::string_view to_string(ws_send_result result) noexcept {
+  switch (result) {
+    case ws_send_result::queued:
+      return "queued";
+    case ws_send_result::closed:
+      return "closed";
+    case ws_send_result::overflow:
+      return "overflow";
+  }
+  return "unknown";
+}
+
+ws_upgrade_decision ws_upgrade_decision::accept(ws_handlers handlers) {
+  ws_upgrade_decision d;
+  d.accepted = true;
+  d.handlers = std::move(handlers);
+  return d;
+}
+
+ws_upgrade_decision ws_upgrade_decision::reject(http_response response) {
+  ws_upgrade_decision d;
+  d.rejection = std::move(response);
+  return d;
+}
+
+ws_upgrade_decision ws_upgrade_decision::reject(int status, std::string_view code,
+                                                std::string_view message,
+                                                const ws_upgrade_request& request) {
+  return reject(make_error_response(status, code, message, request.request_id));
+}
+
+namespace detail {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+/// A FIFO of shared messages that allocates nothing while empty (an idle connection's queue
+/// costs no memory; std::deque allocates on construction).
+class message_queue {
+ public:
+  bool empty() const noexcept {
+    return head_ == items_.size();
+  }
+
+  void push(std::shared_ptr<const std::string> message) {
+    items_.push_back(std::move(message));
+  }
+
+  /// The oldest message (requires !empty()).
+  std::shared_ptr<const std::string> pop() {
+    auto message = std::move(items_[head_++]);
+    if (head_ == items_.size()) {
+      clear();
+    } else if (head_ >= 64 && head_ * 2 >= items_.size()) {
+      items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
+    }
+    return message;
+  }
+
+  /// Discards every message; returns how many and their bytes.
+  std::pair<std::size_t, std::size_t> discard() {
+    std::size_t count = 0;
+    std::size_t bytes = 0;
+    for (auto i = head_; i < items_.size(); ++i) {
+      ++count;
+      bytes += items_[i]->size();
+    }
+    clear();
+    return {count, bytes};
+  }
+
+ private:
+  void clear() {
+    items_.clear();
+    head_ = 0;
+    if (items_.capacity() > 64) {
+      items_.shrink_to_fit();
+    }
+  }
+
+  std::vector<std::shared_ptr<const std::string>> items_;
+  std::size_t head_ = 0;
+};
+
+/// Errors that the peer or our own closing cause in normal operation: logged at debug.
+bool is_expected_error(const error_code& ec) {
+  return ec == asio::error::operation_aborted || ec == asio::error::connection_reset
+         || ec == asio::error::broken_pipe || ec == asio::error::eof
+         || ec == asio::error::connection_aborted || ec == asio::error::not_connected
+         || ec == asio::error::bad_descriptor || ec == websocket::error::closed
+         || ec == beast::error::timeout;
+}
+
+/// `reason` cut to what fits a close frame (123 bytes), not inside a UTF-8 sequence.
+std::string close_reason_text(std::string reason) {
+  constexpr std::size_t max_reason = 123;
+  if (reason.size() > max_reason) {
+    std::size_t n = max_reason;
+    while (n > 0 && (static_cast<unsigned char>(reason[n]) & 0xc0) == 0x80) {
+      --n;  // reason[n] continues a sequence: cut before the sequence's first byte
+    }
+    reason.resize(n);
+  }
+  return reason;
+}
+
+double millis_since(steady::time_point start) {
+  return std::chrono::duration<double, std::milli>(steady::now() - start).count();
+}
+
+}  // namespace
+
+class ws_session;
+
+/// What a ws_connection_ptr points to: the thread-safe half of a connection. It holds the
+/// outgoing queue and the close request under a mutex; the session (the io half, on the
+/// strand) drains the queue. It never owns the session, so it may outlive the server.
+class ws_handle final : public ws_connection {
+ public:
+  ws_handle(std::uint64_t id, std::string remote, std::shared_ptr<ws_registry> registry)
+      : ws_connection(id, std::move(remote)), registry_(std::move(registry)) {}
+
+  ws_send_result send(std::shared_ptr<const std::string> message) override;
+  void close(std::uint16_t code, std::string reason) override;
+  void drop() override;
+  bool is_open() const override;
+
+  enum class state : std::uint8_t { open, closing, closed };
+
+  /// Starts closing with `code` unless already closing; false when not the first.
+  bool request_close(std::uint16_t code, std::string reason);
+
+  /// Posts `fn(session)` onto the session's strand; false once the session or the server is
+  /// gone.
+  template <class Fn>
+  bool post_to_session(Fn fn);
+
+  const std::shared_ptr<ws_registry> registry_;
+  std::weak_ptr<ws_session> session_;  // set once, before the handle is shared
+
+  // Guarded by mutex_ (the session reads and updates them on its strand).
+  mutable std::mutex mutex_;
+  state state_ = state::open;
+  message_queue queue_;
+  std::size_t queued_messages_ = 0;  ///< in queue_ plus the one being written
+  std::size_t queued_bytes_ = 0;     ///< bytes of those
+  bool pump_pending_ = false;        ///< a pump is posted or the writer is busy
+  bool close_requested_ = false;
+  bool drop_requested_ = false;
+  std::uint16_t close_code_ = ws_close::normal;
+  std::string close_reason_;
+};
+
+/// The io half of a connection, on its strand: the Beast stream, the read loop, the write
+/// pump that drains the handle's queue one message at a time, and the close handshake.
+///
+/// It ends exactly once (finish): on the peer's close (clean), our close answered (clean),
+/// a protocol failure (1009), a timeout, an I/O error, drop() or the server's stop. Then
+/// the socket is closed, the handle is marked closed, on_closed runs and the registry lets
+/// the session go (it dies when its last pending completion has run).
+class ws_session : public std::enable_shared_from_this<ws_session> {
+ public:
+  ws_session(std::shared_ptr<ws_registry> registry, ws_handoff handoff);
+  ~ws_session();
+  ws_session(const ws_session&) = delete;
+  ws_session& operator=(const ws_session&) = delete;
+
+  /// Links the handle back to this session; before start().
+  void attach() {
+    handle_->session_ = weak_from_this();
+  }
+
+  /// Writes the 101 response; on the strand.
+  void start();
+
+  /// A send() queued a message while the writer was idle; on the strand.
+  void on_kick() {
+    pump();
+  }
+
+  /// close() or an overflow asked for the close handshake; on the strand.
+  void on_close_requested();
+
+  /// drop(); on the strand.
+  void on_drop() {
+    finish(ws_close::abnormal, false, "dropped");
+  }
+
+  /// Server stop, with no io thread left: drops the connection on the calling thread.
+  void drop_on_stop() {
+    finish(ws_close::abnormal, false, "server stopped");
+  }
+
+  asio::any_io_executor executor() {
+    return ws_.get_executor();
+  }
+
+ private:
+  void on_accept(const error_code& ec);
+  void do_read();
+  void on_read(const error_code& ec);
+  void pump();
+  void on_write(const error_code& ec);
+  void send_close_frame(std::uint16_t code, std::string reason);
+  void on_close(const error_code& ec);
+  void arm_close_timer();
+  /// Our own close(): the handle stops taking messages, the queue is flushed, then the close
+  /// frame goes out (bounded by close_timeout from now).
+  void close_from_session(std::uint16_t code, std::string reason);
+  void finish(std::uint16_t code, bool clean, std::string_view why);
+  /// True once the peer's close frame (with a code) was read: the close handshake is
+  /// complete even if the peer then does not close TCP.
+  bool peer_answered() const {
+    return ws_.reason().code != websocket::close_code::none;
+  }
+
+  const std::shared_ptr<ws_registry> registry_;
+  ws_registry& reg_;
+  const std::shared_ptr<ws_handle> handle_;
+  ws_handlers handlers_;
+  websocket::stream<tcp::socket> ws_;
+  asio::steady_timer close_timer_;
+  beast::flat_buffer read_buffer_;
+  std::optional<beast::http::request<beast::http::string_body>> request_;
+  const std::string request_id_;
+  const std::string path_;
+  const steady::time_point received_at_;
+  steady::time_point opened_at_;
+
+  std::shared_ptr<const std::string> writing_;  ///< the message being written
+  bool opened_ = false;
+  bool reading_ = false;
+  bool close_timer_armed_ = false;
+  bool close_sent_ = false;  ///< async_close issued (our close frame)
+  std::uint16_t close_code_ = ws_close::normal;
+  bool finished_ = false;
+  std::uint64_t sent_ = 0;
+  std::uint64_t received_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------
+// ws_handle
+
+template <class Fn>
+bool ws_handle::post_to_session(Fn fn) {
+  std::shared_lock lock(registry_->life_mutex_);
+  if (!registry_->alive_) {
+    return false;
+  }
+  auto s = session_.lock();
+  if (!s) {
+    return false;
+  }
+  auto ex = s->executor();
+  asio::post(ex, [s = std::move(s), fn = std::move(fn)]() mutable { fn(*s); });
+  return true;
+}
+
+ws_send_result ws_handle::send(std::shared_ptr<const std::string> message) {
+  if (!message) {
+    throw std::invalid_argument("ws_connection::send: null message");
+  }
+  const auto& o = registry_->options_;
+  bool kick = false;
+  bool overflowed = false;
+  std::size_t discarded = 0;
+  std::size_t queued_before = 0;
+  std::size_t bytes_before = 0;
+  {
+    std::lock_guard lock(mutex_);
+    if (state_ != state::open) {
+      return ws_send_result::closed;
+    }
+    const auto size = message->size();
+    const bool over_count = queued_messages_ >= o.max_queued_messages;
+    const bool over_bytes = queued_messages_ > 0 && queued_bytes_ + size > o.max_queued_bytes;
+    if (!over_count && !over_bytes) {
+      queue_.push(std::move(message));
+      ++queued_messages_;
+      queued_bytes_ += size;
+      kick = !std::exchange(pump_pending_, true);
+    } else {
+      // Before the close request because the close frame must not wait behind messages the
+      // client is not reading; the one being written (if any) still completes first.
+      overflowed = true;
+      queued_before = queued_messages_;
+      bytes_before = queued_bytes_;
+      auto [count, bytes] = queue_.discard();
+      discarded = count;
+      queued_messages_ -= count;
+      queued_bytes_ -= bytes;
+      state_ = state::closing;
+      close_requested_ = true;
+      close_code_ = o.overflow_close_code;
+      close_reason_ = "send queue overflow";
+    }
+  }
+  if (!overflowed) {
+    if (!kick) {
+      return ws_send_result::queued;  // the writer is busy or a pump is already posted
+    }
+    return post_to_session([](ws_session& s) { s.on_kick(); }) ? ws_send_result::queued
+                                                               : ws_send_result::closed;
+  }
+  auto& c = registry_->counters_;
+  ++c.overflow_closes;
+  c.messages_dropped += 1 + discarded;
+  registry_->log_->info(
+      "websocket {} ({}): send queue overflow ({} messages, {} bytes queued); closing with {}",
+      id(), remote_addr(), queued_before, bytes_before, o.overflow_close_code);
+  post_to_session([](ws_session& s) { s.on_close_requested(); });
+  return ws_send_result::overflow;
+}
+
+bool ws_handle::request_close(std::uint16_t code, std::string reason) {
+  std::lock_guard lock(mutex_);
+  if (state_ != state::open) {
+    return false;
+  }
+  state_ = state::closing;
+  close_requested_ = true;
+  close_code_ = code;
+  close_reason_ = close_reason_text(std::move(reason));
+  return true;
+}
+
+void ws_handle::close(std::uint16_t code, std::string reason) {
+  if (!ws_close_code_sendable(code)) {
+    throw std::invalid_argument("ws_connection::close: code " + std::to_string(code)
+                                + " may not be sent");
+  }
+  if (request_close(code, std::move(reason))) {
+    post_to_session([](ws_session& s) { s.on_close_requested(); });
+  }
+}
+
+void ws_handle::drop() {
+  {
+    std::lock_guard lock(mutex_);
+    if (state_ == state::closed || std::exchange(drop_requested_, true)) {
+      return;
+    }
+    if (state_ == state::open) {
+      state_ = state::closing;
+    }
+  }
+  post_to_session([](ws_session& s) { s.on_drop(); });
+}
+
+bool ws_handle::is_open() const {
+  std::lock_guard lock(mutex_);
+  return state_ == state::open;
+}
+
+// ---------------------------------------------------------------------------------------
+// ws_session
+
+ws_session::ws_session(std::shared_ptr<ws_registry> registry, ws_handoff handoff)
+    : registry_(std::move(registry)),
+      reg_(*registry_),
+      handle_(std::make_shared<ws_handle>(handoff.id, std::move(handoff.remote), registry_)),
+      handlers_(std::move(handoff.handlers)),
+      ws_(std::move(handoff.socket)),
+      close_timer_(ws_.get_executor()),
+      request_(std::move(handoff.request)),
+      request_id_(std::move(handoff.request_id)),
+      path_(std::move(handoff.path)),
+      received_at_(handoff.received_at) {}
+
+ws_session::~ws_session() {
+  if (opened_ && !finished_) {
+    --reg_.counters_.open;
+  }
+}
+
+void ws_session::start() {
+  const auto& o = reg_.options_;
+  websocket::stream_base::timeout timeouts{};
+  timeouts.handshake_timeout = o.handshake_timeout;
+  timeouts.idle_timeout = o.idle_timeout;
+  timeouts.keep_alive_pings = o.keep_alive_pings;
+  ws_.set_option(timeouts);
+  websocket::permessage_deflate no_deflate;  // off: no zlib state per connection
+  no_deflate.server_enable = false;
+  no_deflate.client_enable = false;
+  ws_.set_option(no_deflate);
+  ws_.read_message_max(o.max_message_size);
+  ws_.auto_fragment(false);  // one frame per message, written straight from the shared buffer
+  // The decorator runs inside async_accept (the response is built there): `this` is alive.
+  ws_.set_option(websocket::stream_base::decorator([this](websocket::response_type& res) {
+    res.set(beast::http::field::server, reg_.server_name_);
+    res.set("X-Request-ID", request_id_);
+  }));
+  ws_.async_accept(*request_,
+                   [self = shared_from_this()](const error_code& ec) { self->on_accept(ec); });
+}
+
+void ws_session::on_accept(const error_code& ec) {
+  request_.reset();
+  if (finished_) {
+    return;
+  }
+  if (ec) {
+    if (ec == beast::error::timeout) {
+      ++reg_.counters_.timed_out;
+    }
+    auto level = is_expected_error(ec) ? spdlog::level::debug : spdlog::level::warn;
+    reg_.log_->log(level, "GET {} 101 not sent: {} request_id={} remote={}", path_, ec.message(),
+                   request_id_, handle_->remote_addr());
+    finish(ws_close::abnormal, false, "handshake failed");
+    return;
+  }
+  opened_ = true;
+  opened_at_ = steady::now();
+  ++reg_.counters_.open;
+  ++reg_.counters_.accepted;
+  reg_.log_->info("GET {} 101 {:.1f}ms request_id={} remote={}", path_, millis_since(received_at_),
+                  request_id_, handle_->remote_addr());
+  if (handlers_.on_open) {
+    try {
+      handlers_.on_open(handle_);
+    } catch (const std::exception& e) {
+      reg_.log_->error("websocket {}: on_open threw: {}", handle_->id(), e.what());
+      close_from_session(ws_close::internal_error, "internal error");
+    } catch (...) {
+      reg_.log_->error("websocket {}: on_open threw a non-exception", handle_->id());
+      close_from_session(ws_close::internal_error, "internal error");
+    }
+  }
+  do_read();
+  pump();  // messages queued before the handshake completed
+}
+
+void ws_session::do_read() {
+  if (finished_ || reading_ || close_sent_) {
+    return;
+  }
+  reading_ = true;
+  ws_.async_read(read_buffer_, [self = shared_from_this()](const error_code& ec, std::size_t) {
+    self->on_read(ec);
+  });
+}
+
+void ws_session::on_read(const error_code& ec) {
+  reading_ = false;
+  if (finished_) {
+    return;
+  }
+  if (ec) {
+    if (ec == websocket::error::closed) {
+      // The peer's close frame, answered by Beast: a clean close (or the answer to ours).
+      const auto code = static_cast<std::uint16_t>(ws_.reason().code);
+      finish(close_sent_ ? close_code_ : (code == 0 ? ws_close::no_status : code), true,
+             close_sent_ ? "closed" : "closed by peer");
+      return;
+    }
+    if (ec == asio::error::operation_aborted && close_sent_) {
+      return;  // the close handshake took over reading; on_close concludes
+    }
+    if (ec == websocket::error::message_too_big) {
+      // Beast sent close 1009 and tore the connection down.
+      ++reg_.counters_.oversize_closes;
+      finish(ws_close::too_big, false, "message too big");
+      return;
+    }
+    if (ec == beast::error::timeout) {
+      ++reg_.counters_.timed_out;
+      finish(close_sent_ ? close_code_ : ws_close::abnormal, close_sent_ && peer_answered(),
+             close_sent_ ? "close timeout" : "idle timeout");
+      return;
+    }
+    if (!is_expected_error(ec)) {
+      reg_.log_->warn("websocket {} ({}): read failed: {}", handle_->id(), handle_->remote_addr(),
+                      ec.message());
+    }
+    finish(close_sent_ ? close_code_ : ws_close::abnormal, false, ec.message());
+    return;
+  }
+  if (!ws_.got_text()) {
+    read_buffer_.clear();
+    read_buffer_.shrink_to_fit();
+    ++reg_.counters_.binary_closes;
+    close_from_session(ws_close::unsupported_data, "binary messages are not supported");
+    return;
+  }
+  const auto data = read_buffer_.data();
+  std::string message(static_cast<const char*>(data.data()), data.size());
+  read_buffer_.consume(read_buffer_.size());
+  if (read_buffer_.capacity() > 4096) {
+    read_buffer_.shrink_to_fit();  // an idle connection keeps no large buffer
+  }
+  ++received_;
+  ++reg_.counters_.messages_received;
+  if (handlers_.on_text && handle_->is_open()) {
+    try {
+      handlers_.on_text(handle_, std::move(message));
+    } catch (const std::exception& e) {
+      reg_.log_->error("websocket {}: on_text threw: {}", handle_->id(), e.what());
+      close_from_session(ws_close::internal_error, "internal error");
+      return;
+    } catch (...) {
+      reg_.log_->error("websocket {}: on_text threw a non-exception", handle_->id());
+      close_from_session(ws_close::internal_error, "internal error");
+      return;
+    }
+  }
+  do_read();
+}
+
+void ws_session::pump() {
+  if (finished_ || !opened_ || writing_ || close_sent_) {
+    return;  // after the handshake, on_accept pumps; after a write, on_write does
+  }
+  std::uint16_t code = 0;
+  std::string reason;
+  {
+    std::lock_guard lock(handle_->mutex_);
+    if (!handle_->queue_.empty()) {
+      writing_ = handle_->queue_.pop();
+    } else if (handle_->close_requested_) {
+      code = handle_->close_code_;
+      reason = handle_->close_reason_;
+    } else {
+      handle_->pump_pending_ = false;  // idle: the next send() posts a pump
+      return;
+    }
+  }
+  if (!writing_) {
+    send_close_frame(code, std::move(reason));
+    return;
+  }
+  ws_.text(true);
+  ws_.async_write(
+      asio::buffer(*writing_),
+      [self = shared_from_this()](const error_code& ec, std::size_t) { self->on_write(ec); });
+}
+
+void ws_session::on_write(const error_code& ec) {
+  const auto size = writing_->size();
+  writing_.reset();
+  if (finished_) {
+    return;  // finish() already emptied the queue accounting
+  }
+  {
+    std::lock_guard lock(handle_->mutex_);
+    --handle_->queued_messages_;
+    handle_->queued_bytes_ -= size;
+  }
+  if (ec) {
+    if (ec == asio::error::operation_aborted || ec == websocket::error::closed) {
+      return;  // the stream is closing: the read or close completion concludes
+    }
+    auto level = is_expected_error(ec) ? spdlog::level::debug : spdlog::level::warn;
+    reg_.log_->log(level, "websocket {} ({}): write failed: {}", handle_->id(),
+                   handle_->remote_addr(), ec.message());
+    finish(close_sent_ ? close_code_ : ws_close::abnormal, false, ec.message());
+    return;
+  }
+  ++sent_;
+  ++reg_.counters_.messages_sent;
+  pump();
+}
+
+void ws_session::close_from_session(std::uint16_t code, std::string reason) {
+  if (handle_->request_close(code, std::move(reason))) {
+    on_close_requested();
+  }
+}
+
+void ws_session::on_close_requested() {
+  if (finished_) {
+    return;
+  }
+  arm_close_timer();
+  pump();  // the close frame goes out once the queue is flushed
+}
+
+void ws_session::arm_close_timer() {
+  if (close_timer_armed_) {
+    return;
+  }
+  close_timer_armed_ = true;
+  close_timer_.expires_after(reg_.options_.close_timeout);
+  close_timer_.async_wait([self = shared_from_this()](const error_code& ec) {
+    if (ec || self->finished_) {
+      return;
+    }
+    ++self->reg_.counters_.timed_out;
+    std::uint16_t code = self->close_code_;
+    if (!self->close_sent_) {
+      std::lock_guard lock(self->handle_->mutex_);
+      code = self->handle_->close_code_;
+    }
+    self->finish(code, self->close_sent_ && self->peer_answered(), "close timeout");
+  });
+}
+
+void ws_session::send_close_frame(std::uint16_t code, std::string reason) {
+  close_sent_ = true;
+  close_code_ = code;
+  // Before async_close because Beast's own timer must not fire during our close handshake:
+  // our pending read waits behind the close, and a timeout delivered to it there trips an
+  // assertion in Beast 1.74 (websocket/impl/read.hpp:114). The close timer (armed when the
+  // close was asked for) bounds the handshake instead.
+  websocket::stream_base::timeout off{};
+  off.handshake_timeout = websocket::stream_base::none();
+  off.idle_timeout = websocket::stream_base::none();
+  off.keep_alive_pings = false;
+  ws_.set_option(off);
+  websocket::close_reason cr(code);
+  cr.reason = reason;
+  ws_.async_close(cr, [self = shared_from_this()](const error_code& ec) { self->on_close(ec); });
+}
+
+void ws_session::on_close(const error_code& ec) {
+  if (finished_) {
+    return;
+  }
+  if (!ec) {
+    finish(close_code_, true, "closed");
+    return;
+  }
+  if (ec == asio::error::operation_aborted && reading_) {
+    return;  // the pending read got the peer's close first; on_read concludes
+  }
+  if (ec == beast::error::timeout) {
+    ++reg_.counters_.timed_out;
+  } else if (!is_expected_error(ec)) {
+    reg_.log_->warn("websocket {} ({}): close failed: {}", handle_->id(), handle_->remote_addr(),
+                    ec.message());
+  }
+  finish(close_code_, peer_answered(),
+         ec == beast::error::timeout ? "close timeout" : ec.message());
+}
+
+void ws_session::finish(std::uint16_t code, bool clean, std::string_view why) {
+  if (finished_) {
+    return;
+  }
+  finished_ = true;
+  close_timer_.cancel();
+  error_code ignored;
+  beast::get_lowest_layer(ws_).close(ignored);  // pending operations end with operation_aborted
+  {
+    std::lock_guard lock(handle_->mutex_);
+    handle_->state_ = ws_handle::state::closed;
+    handle_->queue_.discard();
+    handle_->queued_messages_ = 0;
+    handle_->queued_bytes_ = 0;
+  }
+  if (opened_) {
+    --reg_.counters_.open;
+    reg_.log_->info(
+        "websocket {} closed: code={} clean={} ({}) after {:.1f}s, {} sent, {} received "
+        "remote={}",
+        handle_->id(), code, clean, why, millis_since(opened_at_) / 1000.0, sent_, received_,
+        handle_->remote_addr());
+  }
+  if (handlers_.on_closed) {
+    try {
+      handlers_.on_closed(handle_, code, clean);
+    } catch (const std::exception& e) {
+      reg_.log_->error("websocket {}: on_closed threw: {}", handle_->id(), e.what());
+    } catch (...) {
+      reg_.log_->error("websocket {}: on_closed threw a non-exception", handle_->id());
+    }
+  }
+  // Whatever the owner's callbacks hold is released now. (read_buffer_ stays: a read that
+  // completed before the socket closed may still copy into it.)
+  handlers_ = {};
+  // Last: the registry's reference; the caller still holds one.
+  registry_->remove(handle_->id());
+}
+
+// ---------------------------------------------------------------------------------------
+// ws_registry
+
+ws_registry::ws_registry(const ws_options& options, std::string server_name,
+                         std::shared_ptr<spdlog::logger> log)
+    : options_([&] {
+        auto o = options;
+        o.hook = nullptr;
+        return o;
+      }()),
+      server_name_(std::move(server_name)),
+      log_(std::move(log)) {}
+
+bool ws_registry::add(std::uint64_t id, std::shared_ptr<ws_session> session) {
+  std::lock_guard lock(mutex_);
+  if (stopped_) {
+    return false;
+  }
+  sessions_.emplace(id, std::move(session));
+  return true;
+}
+
+void ws_registry::remove(std::uint64_t id) {
+  std::shared_ptr<ws_session> keep;  // destroyed outside the lock
+  std::lock_guard lock(mutex_);
+  if (auto it = sessions_.find(id); it != sessions_.end()) {
+    keep = std::move(it->second);
+    sessions_.erase(it);
+  }
+}
+
+void ws_registry::drop_all() {
+  std::unordered_map<std::uint64_t, std::shared_ptr<ws_session>> all;
+  {
+    std::lock_guard lock(mutex_);
+    stopped_ = true;
+    all.swap(sessions_);
+  }
+  if (!all.empty()) {
+    log_->info("stop: dropping {} open WebSocket connection(s)", all.size());
+  }
+  for (auto& [id, s] : all) {
+    s->drop_on_stop();
+  }
+}
+
+void start_ws_session(const std::shared_ptr<ws_registry>& registry, ws_handoff handoff) {
+  const auto id = handoff.id;
+  auto s = std::make_shared<ws_session>(registry, std::move(handoff));
+  s->attach();
+  if (!registry->add(id, s)) {
+    s->drop_on_stop();  // the server is stopping: the upgrade cannot be served
+    return;
+  }
+  s->start();
+}
+
+}  // namespace detail
+}  // namespace si::net

@@ -1,0 +1,93 @@
+#pragma once
+/// Internal to net/ (includes Boost; only net/http_server.cpp and net/ws_connection.cpp use
+/// it): the hand-off of an upgraded socket from the HTTP server to a WebSocket session, and
+/// the state all WebSocket sessions of one server share.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <spdlog/logger.h>
+
+#include "net/http_server.hpp"
+#include "net/ws_connection.hpp"
+
+namespace si::net::detail {
+
+class ws_session;
+
+/// Counters of the WebSocket sessions of one server (http_server_stats' ws_* fields).
+struct ws_counters {
+  std::atomic<std::uint64_t> open{0};
+  std::atomic<std::uint64_t> accepted{0};
+  std::atomic<std::uint64_t> upgrades_rejected{0};
+  std::atomic<std::uint64_t> messages_sent{0};
+  std::atomic<std::uint64_t> messages_received{0};
+  std::atomic<std::uint64_t> messages_dropped{0};
+  std::atomic<std::uint64_t> overflow_closes{0};
+  std::atomic<std::uint64_t> oversize_closes{0};
+  std::atomic<std::uint64_t> binary_closes{0};
+  std::atomic<std::uint64_t> timed_out{0};
+};
+
+/// Shared by a server and its WebSocket sessions (and, through them, by every ws_connection
+/// handle, which may outlive the server). Owns the strong references to live sessions.
+class ws_registry {
+ public:
+  ws_registry(const ws_options& options, std::string server_name,
+              std::shared_ptr<spdlog::logger> log);
+  ws_registry(const ws_registry&) = delete;
+  ws_registry& operator=(const ws_registry&) = delete;
+
+  /// Keeps `session` alive until remove(); false once the server stopped (not kept).
+  bool add(std::uint64_t id, std::shared_ptr<ws_session> session);
+  /// Drops the reference to session `id` (when it ended).
+  void remove(std::uint64_t id);
+  /// Server stop, after its io threads were joined (so no strand runs): drops every session
+  /// still registered on the calling thread, and refuses new ones.
+  void drop_all();
+
+  const ws_options options_;  ///< without the hook (the server keeps that)
+  const std::string server_name_;
+  const std::shared_ptr<spdlog::logger> log_;
+  ws_counters counters_;
+
+  /// Held shared while posting onto the server's io_context from a handle; stop() flips
+  /// `alive_` under the exclusive lock before it stops the io threads, so a post made under
+  /// the shared lock always reaches a live io_context, and none is made afterwards.
+  std::shared_mutex life_mutex_;
+  bool alive_ = true;
+
+ private:
+  std::mutex mutex_;
+  bool stopped_ = false;
+  std::unordered_map<std::uint64_t, std::shared_ptr<ws_session>> sessions_;
+};
+
+/// Everything a WebSocket session starts from: the upgraded socket (its executor is the
+/// connection's strand), the upgrade request (for the 101 response) and the hook's handlers.
+struct ws_handoff {
+  boost::asio::ip::tcp::socket socket;
+  boost::beast::http::request<boost::beast::http::string_body> request;
+  ws_handlers handlers;
+  std::uint64_t id = 0;
+  std::string remote;
+  std::string request_id;
+  std::string path;                                   ///< for the access log line
+  std::chrono::steady_clock::time_point received_at;  ///< first byte of the upgrade request
+};
+
+/// Starts a WebSocket session: writes the 101 response, then serves the connection. Call
+/// on the socket's strand. When the server already stopped, the socket is closed and
+/// on_closed reports 1006.
+void start_ws_session(const std::shared_ptr<ws_registry>& registry, ws_handoff handoff);
+
+}  // namespace si::net::detail
