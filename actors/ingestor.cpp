@@ -5,6 +5,7 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
 #include <caf/typed_event_based_actor.hpp>
 #include <soci/soci.h>
 #include <spdlog/spdlog.h>
@@ -265,8 +266,14 @@ void commit(self_ptr self, fetched_batch batch) {
             }
             st.log->debug("committed ledgers {}..{} ({} operations), cursor {}", batch.first_ledger,
                           batch.last_ledger, no, batch.new_cursor);
-            if (st.opts.on_commit) {
-              st.opts.on_commit({batch.batch, batch.new_cursor, batch.last_ledger});
+            if (st.opts.on_commit || st.opts.broadcaster) {
+              committed_batch done{batch.batch, batch.new_cursor, batch.last_ledger};
+              if (st.opts.on_commit) {
+                st.opts.on_commit(done);
+              }
+              if (st.opts.broadcaster) {
+                caf::anon_send(st.opts.broadcaster, publish_atom_v, std::move(done));
+              }
             }
             if (st.drain_promise) {
               finish_drain(self);
@@ -512,6 +519,8 @@ ingestor_actor::behavior_type ingestor_impl(self_ptr self, ingestor_options opts
       [=](caf::update_atom, const std::string& name, const caf::actor& handle) {
         if (name == "db") {
           self->state.opts.db = caf::actor_cast<db_actor>(handle);
+        } else if (name == "broadcaster") {
+          self->state.opts.broadcaster = handle;
         }
       },
   };

@@ -11,6 +11,8 @@
 #include <mutex>
 #include <string>
 
+#include <caf/actor.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/fwd.hpp>
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
@@ -58,6 +60,12 @@ struct committed_batch {
   int64_t last_ledger = 0;
 };
 
+}  // namespace si::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(si::actors::committed_batch)
+
+namespace si::actors {
+
 /// Settings of the ingestor (from config: HORIZON_*, INGEST_*).
 struct ingestor_options {
   db_actor db;
@@ -77,13 +85,16 @@ struct ingestor_options {
   std::shared_ptr<net::metrics_registry> metrics;  ///< may be null
   /// Called on the ingestor's thread after each commit (may be empty).
   std::function<void(const committed_batch&)> on_commit;
+  /// The realtime broadcaster: receives `publish_atom, committed_batch` after each commit
+  /// (may be invalid; replaced by `update_atom, "broadcaster", handle` after a restart).
+  caf::actor broadcaster;
 };
 
 /// Messages: `drain_atom` → abandon a read in flight (its Horizon request is cancelled),
 /// finish a commit in flight, record state `stopped`, reply `{ledgers, transactions,
 /// operations, batches, errors, abandoned, last_cursor, last_ledger}` and quit;
-/// `status_atom` → the same counters plus state; `update_atom, "db", handle` → use the
-/// restarted db actor. `tick_atom, generation` is the ingestor's own timer.
+/// `status_atom` → the same counters plus state; `update_atom, "db"|"broadcaster", handle`
+/// → use the restarted actor. `tick_atom, generation` is the ingestor's own timer.
 using ingestor_actor = caf::typed_actor<
     caf::replies_to<drain_atom>::with<std::string>, caf::replies_to<status_atom>::with<std::string>,
     caf::reacts_to<tick_atom, uint64_t>, caf::reacts_to<caf::update_atom, std::string, caf::actor>>;

@@ -134,8 +134,12 @@ void run_done(self_ptr self, bool ok, const std::string& error, const nlohmann::
         caf::anon_send(st.opts.cache, invalidate_atom_v, prefix + "*");
       }
     }
+    sync_changes changes{st.opts.kind, summary, std::move(events)};
     if (st.opts.on_changes) {
-      st.opts.on_changes({st.opts.kind, summary, std::move(events)});
+      st.opts.on_changes(changes);
+    }
+    if (st.opts.broadcaster) {
+      caf::anon_send(st.opts.broadcaster, publish_atom_v, std::move(changes));
     }
   } else {
     ++st.failures;
@@ -388,6 +392,8 @@ sync_scheduler_actor::behavior_type scheduler_impl(self_ptr self, sync_options o
           self->state.opts.db = caf::actor_cast<db_actor>(handle);
         } else if (name == "cache") {
           self->state.opts.cache = caf::actor_cast<cache_actor>(handle);
+        } else if (name == "broadcaster") {
+          self->state.opts.broadcaster = handle;
         }
       },
   };

@@ -10,6 +10,8 @@
 #include <memory>
 #include <string>
 
+#include <caf/actor.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/fwd.hpp>
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
@@ -42,6 +44,12 @@ struct sync_changes {
   std::vector<storage::sync_event> events;
 };
 
+}  // namespace si::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(si::actors::sync_changes)
+
+namespace si::actors {
+
 /// Settings of a scheduler (from config: SYNC_*, HORIZON_*).
 struct sync_options {
   sync_kind kind = sync_kind::metrics;
@@ -63,6 +71,9 @@ struct sync_options {
   storage::sync_event_fn on_event;
   /// Called on the scheduler's thread after each successful run (may be empty).
   std::function<void(const sync_changes&)> on_changes;
+  /// The realtime broadcaster: receives `publish_atom, sync_changes` after each successful
+  /// run (may be invalid; replaced by `update_atom, "broadcaster", handle`).
+  caf::actor broadcaster;
   std::shared_ptr<net::metrics_registry> metrics;  ///< may be null
   /// Clock of run timestamps (unix ms); empty = the system clock.
   std::function<int64_t()> now_ms;

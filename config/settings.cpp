@@ -617,6 +617,77 @@ std::vector<setting_def> make_table() {
       "File the JSON shutdown report is written to; unset or empty = no file.",
       optional_text(&s::shutdown_report_path, "a file path; empty = unset", nullptr,
                     [](const settings& st) { return optional_json(st.shutdown_report_path); }));
+  // -- WebSocket hub
+  add("WS_MAX_CONNECTIONS", "10000",
+      "WebSocket connections served at once; one more upgrade is answered 503.",
+      integer(&s::ws_max_connections, 1, 1'000'000));
+  add("WS_MAX_MESSAGE_BYTES", "65536",
+      "Largest message a WebSocket client may send, in bytes (beyond: error, then close 1009).",
+      integer(&s::ws_max_message_bytes, 64, 16'777'216));
+  add("WS_MESSAGE_RATE", "20",
+      "Messages per second a WebSocket client may send (beyond: error, then close 1008).",
+      integer(&s::ws_message_rate, 1, 100'000));
+  add("WS_IDLE_TIMEOUT", "60",
+      "Seconds a WebSocket client may stay silent (protocol pings are sent meanwhile).",
+      seconds(&s::ws_idle_timeout, true));
+  add("WS_QUEUE_LIMIT", "256",
+      "Messages queued for one WebSocket client; a client that falls further behind is "
+      "closed (1008) so it cannot hold up the others.",
+      integer(&s::ws_queue_limit, 1, 1'000'000));
+  add("WS_AUTH_TOKEN", "",
+      "Token WebSocket clients must pass as ?token=...; unset or empty = no token. Never "
+      "printed.",
+      optional_text(&s::ws_auth_token, "any text; empty = unset", nullptr, [](const settings& st) {
+        return st.ws_auth_token ? json("***") : json(nullptr);
+      }));
+  add("WS_RECONNECT_AFTER_MS", "1000",
+      "reconnect_after_ms advertised to WebSocket clients in the server_shutdown message.",
+      millis(&s::ws_reconnect_after, 0, max_duration_ms));
+  // -- webhooks
+  add("WEBHOOK_SECRET_KEY", "",
+      "Key that encrypts webhook signing secrets at rest (32 bytes as base64 or 64 hex "
+      "digits); unset or empty = secrets stored as given. Never printed.",
+      optional_text(
+          &s::webhook_secret_key, "empty, or 32 bytes as base64 or 64 hex digits",
+          [](std::string_view v) {
+            auto hex = v.size() == 64 && std::all_of(v.begin(), v.end(), [](unsigned char c) {
+                         return std::isxdigit(c) != 0;
+                       });
+            auto b64 = (v.size() == 44 && v.back() == '=') || v.size() == 43;
+            return hex || b64;
+          },
+          [](const settings& st) { return st.webhook_secret_key ? json("***") : json(nullptr); }));
+  add("WEBHOOK_ALLOW_PRIVATE", "false",
+      "Allows webhook URLs that resolve to private, loopback or link-local addresses (tests "
+      "only; refused by default to prevent SSRF).",
+      boolean(&s::webhook_allow_private));
+  add("WEBHOOK_TIMEOUT_MS", "10000",
+      "Milliseconds one webhook delivery attempt may take (connect, TLS, send, response).",
+      millis(&s::webhook_timeout, 1, 600'000));
+  add("WEBHOOK_MAX_ATTEMPTS", "8",
+      "Delivery attempts of one event to one webhook before it is dead-lettered (failed).",
+      integer(&s::webhook_max_attempts, 1, 100));
+  add("WEBHOOK_MAX_AGE", "86400",
+      "Seconds after which an undelivered event is dead-lettered whatever its attempts.",
+      seconds(&s::webhook_max_age, true));
+  add("WEBHOOK_BACKOFF_MIN_MS", "5000",
+      "Delay in milliseconds before the first retry of a failed delivery; it doubles (with "
+      "jitter) up to WEBHOOK_BACKOFF_MAX_MS.",
+      millis(&s::webhook_backoff_min, 1, max_duration_ms));
+  add("WEBHOOK_BACKOFF_MAX_MS", "3600000", "Upper bound in milliseconds of the retry delay.",
+      millis(&s::webhook_backoff_max, 1, max_duration_ms));
+  add("WEBHOOK_CONCURRENCY", "64", "Webhook deliveries in flight at once, all destinations.",
+      integer(&s::webhook_concurrency, 1, 10'000));
+  add("WEBHOOK_PER_DESTINATION", "4", "Webhook deliveries in flight at once to one host:port.",
+      integer(&s::webhook_per_destination, 1, 1'000));
+  add("WEBHOOK_POLL_INTERVAL_MS", "500",
+      "Milliseconds between looks for due deliveries when the dispatcher is idle (new events "
+      "also wake it at once).",
+      millis(&s::webhook_poll_interval, 1, max_duration_ms));
+  add("WEBHOOK_LEASE_MS", "60000",
+      "Milliseconds a claimed delivery stays reserved for this process; after a crash it is "
+      "claimable again once the lease ends. Must exceed WEBHOOK_TIMEOUT_MS.",
+      millis(&s::webhook_lease, 1, max_duration_ms));
   // -- supervision
   add("SUPERVISOR_MAX_RESTARTS", "5",
       "Restarts allowed per child within SUPERVISOR_RESTART_WINDOW; one more starts an orderly "
@@ -920,6 +991,16 @@ std::variant<settings, config_error> load(const env_map& env, const env_map& dot
     return config_error{"INGEST_BACKOFF_MIN_MS",
                         "must be <= INGEST_BACKOFF_MAX_MS (" + effective["INGEST_BACKOFF_MAX_MS"]
                             + " ms), got " + quote(effective["INGEST_BACKOFF_MIN_MS"])};
+  }
+  if (s.webhook_backoff_min > s.webhook_backoff_max) {
+    return config_error{"WEBHOOK_BACKOFF_MIN_MS",
+                        "must be <= WEBHOOK_BACKOFF_MAX_MS (" + effective["WEBHOOK_BACKOFF_MAX_MS"]
+                            + " ms), got " + quote(effective["WEBHOOK_BACKOFF_MIN_MS"])};
+  }
+  if (s.webhook_lease <= s.webhook_timeout) {
+    return config_error{"WEBHOOK_LEASE_MS", "must be greater than WEBHOOK_TIMEOUT_MS ("
+                                                + effective["WEBHOOK_TIMEOUT_MS"] + " ms), got "
+                                                + quote(effective["WEBHOOK_LEASE_MS"])};
   }
   if (s.redis_reconnect_min > s.redis_reconnect_max) {
     return config_error{"REDIS_RECONNECT_MIN_MS",

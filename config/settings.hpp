@@ -86,6 +86,28 @@ struct settings {
   milliseconds shutdown_hard_timeout{60'000};        ///< SHUTDOWN_HARD_TIMEOUT=60
   std::optional<std::string> shutdown_report_path;   ///< SHUTDOWN_REPORT_PATH
 
+  // -- WebSocket hub
+  std::size_t ws_max_connections = 10'000;    ///< WS_MAX_CONNECTIONS=10000
+  std::size_t ws_max_message_bytes = 65'536;  ///< WS_MAX_MESSAGE_BYTES=65536
+  unsigned ws_message_rate = 20;              ///< WS_MESSAGE_RATE=20 (per second)
+  milliseconds ws_idle_timeout{60'000};       ///< WS_IDLE_TIMEOUT=60 (s)
+  std::size_t ws_queue_limit = 256;           ///< WS_QUEUE_LIMIT=256 (messages)
+  std::optional<std::string> ws_auth_token;   ///< WS_AUTH_TOKEN (unset: no token)
+  milliseconds ws_reconnect_after{1'000};     ///< WS_RECONNECT_AFTER_MS=1000
+
+  // -- webhooks
+  std::optional<std::string> webhook_secret_key;  ///< WEBHOOK_SECRET_KEY (unset: clear text)
+  bool webhook_allow_private = false;             ///< WEBHOOK_ALLOW_PRIVATE=false
+  milliseconds webhook_timeout{10'000};           ///< WEBHOOK_TIMEOUT_MS=10000
+  unsigned webhook_max_attempts = 8;              ///< WEBHOOK_MAX_ATTEMPTS=8
+  milliseconds webhook_max_age{86'400'000};       ///< WEBHOOK_MAX_AGE=86400 (s)
+  milliseconds webhook_backoff_min{5'000};        ///< WEBHOOK_BACKOFF_MIN_MS=5000
+  milliseconds webhook_backoff_max{3'600'000};    ///< WEBHOOK_BACKOFF_MAX_MS=3600000
+  unsigned webhook_concurrency = 64;              ///< WEBHOOK_CONCURRENCY=64
+  unsigned webhook_per_destination = 4;           ///< WEBHOOK_PER_DESTINATION=4
+  milliseconds webhook_poll_interval{500};        ///< WEBHOOK_POLL_INTERVAL_MS=500
+  milliseconds webhook_lease{60'000};             ///< WEBHOOK_LEASE_MS=60000
+
   // -- supervision
   unsigned supervisor_max_restarts = 5;            ///< SUPERVISOR_MAX_RESTARTS=5
   milliseconds supervisor_restart_window{60'000};  ///< SUPERVISOR_RESTART_WINDOW=60 (s)

@@ -278,6 +278,23 @@ const std::vector<std::pair<std::string, std::vector<std::string>>>& bad_values(
       {"SYNC_TRUSTLINES_INTERVAL", {"0", "x"}},
       {"SYNC_POOLS_MAX", {"0", "100001"}},
       {"SYNC_ASSETS_MAX", {"0", "1000001"}},
+      {"WS_MAX_CONNECTIONS", {"0", "lots"}},
+      {"WS_MAX_MESSAGE_BYTES", {"63", "16777217"}},
+      {"WS_MESSAGE_RATE", {"0", "1.5"}},
+      {"WS_IDLE_TIMEOUT", {"0", "1m"}},
+      {"WS_QUEUE_LIMIT", {"0", "x"}},
+      {"WS_RECONNECT_AFTER_MS", {"-1", "1s"}},
+      {"WEBHOOK_SECRET_KEY", {"short", "zz" + std::string(62, '0'), std::string(44, 'A')}},
+      {"WEBHOOK_ALLOW_PRIVATE", {"yes", "on"}},
+      {"WEBHOOK_TIMEOUT_MS", {"0", "600001"}},
+      {"WEBHOOK_MAX_ATTEMPTS", {"0", "101"}},
+      {"WEBHOOK_MAX_AGE", {"0", "1d"}},
+      {"WEBHOOK_BACKOFF_MIN_MS", {"0", "x"}},
+      {"WEBHOOK_BACKOFF_MAX_MS", {"0", "86400001"}},
+      {"WEBHOOK_CONCURRENCY", {"0", "10001"}},
+      {"WEBHOOK_PER_DESTINATION", {"0", "1001"}},
+      {"WEBHOOK_POLL_INTERVAL_MS", {"0", "1s"}},
+      {"WEBHOOK_LEASE_MS", {"0", "1m"}},
   };
   return v;
 }
@@ -304,7 +321,7 @@ TEST_CASE("invalid values: every setting that can be invalid is covered", "[conf
   }
   // Only these accept any text (empty = unset).
   const std::set<std::string> free_text{"ADMIN_API_TOKEN", "SHUTDOWN_REPORT_PATH",
-                                        "HORIZON_CA_FILE"};
+                                        "HORIZON_CA_FILE", "WS_AUTH_TOKEN"};
   for (const auto& doc : documented_settings()) {
     INFO(doc.name);
     CHECK((covered.count(doc.name) + free_text.count(doc.name)) == 1);
@@ -409,6 +426,15 @@ TEST_CASE("cross-field checks", "[config]") {
     CHECK(load_ok({{"INGEST_START_LEDGER", "1"}}).ingest_start_ledger == 1);
     CHECK(load_ok({{"INGEST_START_LEDGER", "4294967295"}}).ingest_start_ledger == 4294967295LL);
   }
+  SECTION("WEBHOOK_LEASE_MS > WEBHOOK_TIMEOUT_MS, backoff min <= max") {
+    auto err = load_err({{"WEBHOOK_LEASE_MS", "10000"}});
+    CHECK(err.variable == "WEBHOOK_LEASE_MS");
+    CHECK(err.message.find("WEBHOOK_TIMEOUT_MS (10000 ms)") != std::string::npos);
+    CHECK(load_ok({{"WEBHOOK_LEASE_MS", "10001"}}).webhook_lease == milliseconds{10'001});
+    CHECK(load_err({{"WEBHOOK_BACKOFF_MIN_MS", "3600001"}}).variable == "WEBHOOK_BACKOFF_MIN_MS");
+    CHECK(load_ok({{"WEBHOOK_SECRET_KEY", std::string(64, 'a')}}).webhook_secret_key);
+    CHECK(load_ok({{"WEBHOOK_SECRET_KEY", std::string(43, 'A') + "="}}).webhook_secret_key);
+  }
   SECTION("a per-field error comes before a cross-field one") {
     auto err = load_err({{"SHUTDOWN_HARD_TIMEOUT", "1"}, {"PORT", "x"}});
     CHECK(err.variable == "PORT");
@@ -498,7 +524,7 @@ TEST_CASE("help text lists options and every documented setting", "[config]") {
   for (const char* option : {"--help", "--version", "--check-config", "DOTENV_PATH"}) {
     CHECK(help.find(option) != std::string::npos);
   }
-  REQUIRE(documented_settings().size() == 63);
+  REQUIRE(documented_settings().size() == 81);
   for (const auto& doc : documented_settings()) {
     INFO(doc.name);
     auto default_text = doc.default_value.empty() ? std::string("unset") : doc.default_value;
