@@ -87,6 +87,8 @@ struct ingestor_state {
   bool fetch_in_flight = false;
   bool discard_fetch = false;  // the read in flight started from a batch that failed
   bool commit_in_flight = false;
+  std::string committing_cursor;  // the batch being committed: where a read-ahead starts
+  int64_t committing_last = 0;
   std::optional<fetched_batch> stash;  // read ahead while a commit runs
   milliseconds backoff{0};
   uint64_t timer_generation = 0;
@@ -223,6 +225,8 @@ void on_failure(self_ptr self, const std::string& kind, const std::string& messa
 void commit(self_ptr self, fetched_batch batch) {
   auto& st = self->state;
   st.commit_in_flight = true;
+  st.committing_cursor = batch.new_cursor;
+  st.committing_last = batch.last_ledger;
   auto b = batch.batch;
   db_task task{"ingest.commit",
                [b, stream = st.opts.stream, cursor = batch.new_cursor,
@@ -373,9 +377,17 @@ void start_fetch(self_ptr self) {
     return;
   }
   st.fetch_in_flight = true;
-  // Read on from the batch waiting to be committed, else from the committed cursor.
-  std::string from = st.stash ? st.stash->new_cursor : st.cursor;
-  int64_t expected = st.stash ? st.stash->last_ledger + 1 : st.expected_next;
+  // Read on from the newest batch read: the one waiting to be committed, else the one
+  // being committed, else the committed cursor.
+  std::string from = st.cursor;
+  int64_t expected = st.expected_next;
+  if (st.stash) {
+    from = st.stash->new_cursor;
+    expected = st.stash->last_ledger + 1;
+  } else if (st.commit_in_flight) {
+    from = st.committing_cursor;
+    expected = st.committing_last + 1;
+  }
   bool want_latest = steady::now() - st.latest_checked >= st.opts.latest_refresh;
   if (want_latest) {
     st.latest_checked = steady::now();

@@ -154,6 +154,8 @@ run_scenarios() {  # run_scenarios LABEL DATABASE_URL DB_FOR_SQL
   check "$label: report: operations ingested" \
     [ "$(jq -r .counts.operations <<<"$ing")" = "$(jq .operations <<<"$truth")" ]
   check "$label: report: last_cursor" [ "$(jq -r .counts.last_cursor <<<"$ing")" = "$(( 1119 << 32 ))" ]
+  # 120 ledgers in batches of 10: exactly 12 commits (a batch read twice would show here).
+  check "$label: report: 12 batches committed" [ "$(jq -r .counts.batches <<<"$ing")" = 12 ]
   for a in sync_metrics sync_pools sync_trustlines; do
     check "$label: report: $a ok" \
       [ "$(jq -r ".actors[] | select(.actor == \"$a\") | .outcome" "$run_dir/report.json")" = ok ]
