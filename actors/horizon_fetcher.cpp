@@ -165,8 +165,8 @@ std::variant<sync_data, fetch_failure> fetch_pools(const horizon_get& get, unsig
   std::string cursor;
   while (out.pools.size() < max_pools) {
     if (out.pages >= max_pages) {
-      return fetch_failure{"inconsistent", "/liquidity_pools: more than "
-                                               + std::to_string(max_pages) + " pages", 0};
+      return fetch_failure{
+          "inconsistent", "/liquidity_pools: more than " + std::to_string(max_pages) + " pages", 0};
     }
     auto limit = std::min<size_t>(page_limit, max_pools - out.pools.size());
     auto target = "/liquidity_pools?order=asc&limit=" + std::to_string(limit)
@@ -190,8 +190,8 @@ std::variant<sync_data, fetch_failure> fetch_pools(const horizon_get& get, unsig
     std::string tcursor;
     for (;;) {
       if (out.pages >= max_pages) {
-        return fetch_failure{"inconsistent", "pool trades: more than "
-                                                 + std::to_string(max_pages) + " pages", 0};
+        return fetch_failure{"inconsistent",
+                             "pool trades: more than " + std::to_string(max_pages) + " pages", 0};
       }
       auto target = "/liquidity_pools/" + pool.id + "/trades?order=desc&limit="
                     + std::to_string(page_limit) + (tcursor.empty() ? "" : "&cursor=" + tcursor);

@@ -108,10 +108,10 @@ namespace si::actors {
 /// (want_latest also fills network_latest); `latest_atom` → fetch_outcome whose batch only
 /// carries network_latest. The client is shared with the ingestor, which calls cancel().
 /// `sync_atom, "pools"|"assets", max, since_ms` → sync_outcome (see fetch_pools/fetch_assets).
-using horizon_fetcher_actor =
-    caf::typed_actor<caf::replies_to<fetch_atom, std::string, int64_t, bool>::with<fetch_outcome>,
-                     caf::replies_to<latest_atom>::with<fetch_outcome>,
-                     caf::replies_to<sync_atom, std::string, uint32_t, int64_t>::with<sync_outcome>>;
+using horizon_fetcher_actor = caf::typed_actor<
+    caf::replies_to<fetch_atom, std::string, int64_t, bool>::with<fetch_outcome>,
+    caf::replies_to<latest_atom>::with<fetch_outcome>,
+    caf::replies_to<sync_atom, std::string, uint32_t, int64_t>::with<sync_outcome>>;
 
 /// Spawns the detached fetcher over `client`.
 horizon_fetcher_actor spawn_horizon_fetcher(caf::actor_system& sys,
