@@ -52,6 +52,7 @@ struct scheduler_state {
   bool in_db = false;  // the run is inside its database transaction
   int64_t run_started_ms = 0;
   uint64_t timer_generation = 0;
+  std::optional<int64_t> next_run_at;  // when the pending timer fires (unix ms)
   bool draining = false;
   std::optional<caf::typed_response_promise<std::string>> drain_promise;
 
@@ -84,8 +85,11 @@ nlohmann::json counts(const scheduler_state& st) {
 }
 
 void schedule(self_ptr self, milliseconds delay) {
-  auto gen = ++self->state.timer_generation;
-  self->delayed_send(self, std::max(delay, milliseconds{0}), tick_atom_v, gen);
+  auto& st = self->state;
+  auto gen = ++st.timer_generation;
+  delay = std::max(delay, milliseconds{0});
+  st.next_run_at = now_ms(st.opts) + delay.count();
+  self->delayed_send(self, delay, tick_atom_v, gen);
 }
 
 void finish_drain(self_ptr self) {
@@ -369,8 +373,13 @@ sync_scheduler_actor::behavior_type scheduler_impl(self_ptr self, sync_options o
         return promise;
       },
       [=](status_atom) -> std::string {
-        auto j = counts(self->state);
-        j["running"] = self->state.running;
+        auto& st = self->state;
+        auto j = counts(st);
+        j["running"] = st.running;
+        j["next_run_in_ms"] =
+            !st.running && st.next_run_at
+                ? nlohmann::json(std::max<int64_t>(0, *st.next_run_at - now_ms(st.opts)))
+                : nlohmann::json(nullptr);
         return j.dump();
       },
       [=](sync_atom) { start_run(self); },

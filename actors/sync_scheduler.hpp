@@ -81,7 +81,8 @@ struct sync_options {
 
 /// Messages: `drain_atom` → cancel a Horizon read in flight, let a database run in flight
 /// commit (or roll back), reply `{runs, failures, last_run_at, last_status, abandoned}` and
-/// quit; `status_atom` → the same counters; `sync_atom` → run now (tests, operators);
+/// quit; `status_atom` → the same counters plus `running` and `next_run_in_ms` (null while
+/// running or before the first schedule); `sync_atom` → run now (tests, operators);
 /// `update_atom, name, handle` → use a restarted db/cache. `tick_atom, generation` is the
 /// scheduler's own timer.
 using sync_scheduler_actor =
