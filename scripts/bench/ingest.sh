@@ -46,7 +46,8 @@ wrk -t1 -c1 -d5s -s "$BENCH_DIR/pages.lua" "$SIM_URL" >"$BENCH_DIR/wrk.out" 2>&1
 pages_per_s=$(awk '/Requests\/sec/ {print $2}' "$BENCH_DIR/wrk.out")
 ceiling=$(awk -v p="$pages_per_s" 'BEGIN {printf "%.0f", p * 200}')
 
-# run NAME DATABASE_URL → prints ops/s of a from-scratch ingestion of the whole chain.
+# run NAME DATABASE_URL → writes the ops/s of a from-scratch ingestion of the whole chain
+# to $BENCH_DIR/NAME.rate.
 run() {
   local name="$1" url="$2" t0 t1
   si_bench_start_server "$name" DATABASE_URL="$url" HORIZON_URL="$SIM_URL" HORIZON_RATE_LIMIT=0 \
@@ -65,14 +66,20 @@ run() {
   esac
   si_bench_stop_server
   [ "$stored" = "$total_ops" ] || { si_log "$name stored $stored of $total_ops"; return 1; }
-  awk -v n="$total_ops" -v ns=$((t1 - t0)) 'BEGIN {printf "%.0f", n / (ns / 1e9)}'
+  awk -v n="$total_ops" -v ns=$((t1 - t0)) 'BEGIN {printf "%.0f", n / (ns / 1e9)}' \
+    >"$BENCH_DIR/$name.rate"
 }
 
-sqlite_rate=$(run sqlite "sqlite://$BENCH_DIR/ingest.db")
+run sqlite "sqlite://$BENCH_DIR/ingest.db"
 si_start_services
-pg_rate=$(run postgres "$SI_TEST_POSTGRES_URL")
+run postgres "$SI_TEST_POSTGRES_URL"
 
+report() {  # report LABEL RATE TARGET
+  awk -v l="$1" -v r="$2" -v c="$ceiling" -v t="$3" 'BEGIN {
+    verdict = (r >= t) ? "met" : "MISSED"
+    printf "  %-11s %d ops/s (%.3fx the ceiling; target >= %d: %s)\n", l, r, r / c, t, verdict }'
+}
 echo "ingest: $total_ops operations ($ledgers ledgers, $total_tx transactions), batches of $batch ledgers"
 echo "  simulator ceiling: $ceiling ops/s ($pages_per_s pages of 200/s, 1 connection)"
-awk -v r="$sqlite_rate" -v c="$ceiling" 'BEGIN {printf "  sqlite:     %d ops/s (%.2fx ceiling; target >= 50000: %s)\n", r, r / c, r >= 50000 ? "met" : "MISSED"}'
-awk -v r="$pg_rate" -v c="$ceiling" 'BEGIN {printf "  postgresql: %d ops/s (%.2fx ceiling; target >= 30000: %s)\n", r, r / c, r >= 30000 ? "met" : "MISSED"}'
+report sqlite: "$(cat "$BENCH_DIR/sqlite.rate")" 50000
+report postgresql: "$(cat "$BENCH_DIR/postgres.rate")" 30000

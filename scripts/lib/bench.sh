@@ -48,8 +48,10 @@ si_bench_start_server() {
 }
 
 si_bench_stop_server() {
+  [ -n "${SERVER_PID:-}" ] || return 0
   kill -TERM "$SERVER_PID" 2>/dev/null
   wait "$SERVER_PID" 2>/dev/null
+  SERVER_PID=""
 }
 
 # Serves FILE at URL path PATH with one nginx worker; sets NGINX_PORT.
