@@ -1,5 +1,6 @@
 /// stellar-insights server entry point: configuration, the actor system, signals, exit code.
 
+#include "actors/broadcaster.hpp"
 #include "actors/cache.hpp"
 #include "actors/db.hpp"
 #include "actors/http_gateway.hpp"
@@ -8,12 +9,16 @@
 #include "actors/shutdown_plan.hpp"
 #include "actors/shutdown_summary.hpp"
 #include "actors/sync_scheduler.hpp"
+#include "actors/webhook_dispatcher.hpp"
+#include "actors/ws_hub.hpp"
 #include "config/logging.hpp"
 #include "config/settings.hpp"
 #include "net/http_server.hpp"
 #include "net/prometheus.hpp"
 #include "storage/database.hpp"
 #include "storage/shutdown_reports.hpp"
+#include "storage/webhook_events.hpp"
+#include "storage/webhooks_repo.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -133,6 +138,18 @@ int main(int argc, char** argv) {
   if (auto err = actors::validate_plan(plan)) {
     return config_failure("shutdown plan: " + *err);
   }
+  // WEBHOOK_SECRET_KEY seals webhook signing secrets at rest; an unusable key stops start-up.
+  std::shared_ptr<const domain::secret_cipher> webhook_cipher;
+  if (s.webhook_secret_key && !s.webhook_secret_key->empty()) {
+    auto parsed = domain::secret_cipher::from_key_text(*s.webhook_secret_key);
+    if (auto* err = std::get_if<std::string>(&parsed)) {
+      // The text says what is accepted and never echoes the value.
+      bool named = err->rfind("WEBHOOK_SECRET_KEY", 0) == 0;
+      return config_failure(named ? *err : "WEBHOOK_SECRET_KEY: " + *err);
+    }
+    webhook_cipher = std::make_shared<const domain::secret_cipher>(
+        std::get<domain::secret_cipher>(std::move(parsed)));
+  }
   if (check_only) {
     std::cout << config::describe(s) << '\n';
     return 0;
@@ -158,6 +175,8 @@ int main(int argc, char** argv) {
   actors::describe_lifecycle_metrics(*metrics);
   actors::describe_ingest_metrics(*metrics);
   actors::describe_sync_metrics(*metrics);
+  actors::describe_ws_metrics(*metrics);
+  actors::describe_webhook_metrics(*metrics);
 
   // -- schema first: no actor starts against a database that is not migrated.
   try {
@@ -274,12 +293,15 @@ int main(int argc, char** argv) {
   if (!s.redis_url) {
     responses = std::make_shared<actors::response_cache>(s.cache_max_entries);
   }
+  // Rung by whoever commits webhook events (ingestor, schedulers, the gateway's test route)
+  // so the dispatcher does not wait for its next poll.
+  auto webhook_doorbell = std::make_shared<actors::webhook_doorbell>();
   std::shared_ptr<actors::ingest_progress> ingest_progress;
   if (s.ingest_enabled) {
     ingest_progress = std::make_shared<actors::ingest_progress>();
     opts.children.push_back(
-        {"ingestor", [&s, metrics, ingest_progress, horizon_options, fetch_deadline, ingest_fetch](
-                         caf::actor_system& sys, const actors::directory& deps) {
+        {"ingestor", [&s, metrics, ingest_progress, horizon_options, fetch_deadline, ingest_fetch,
+                      webhook_doorbell](caf::actor_system& sys, const actors::directory& deps) {
            actors::ingestor_options o;
            o.db = caf::actor_cast<actors::db_actor>(deps.at("db"));
            o.client = horizon_options(s);
@@ -292,6 +314,16 @@ int main(int argc, char** argv) {
            o.db_timeout = s.db_query_timeout + std::chrono::milliseconds{1'000};
            o.progress = ingest_progress;
            o.metrics = metrics;
+           // payment.created in each page's own transaction (only when a webhook wants it).
+           o.outbox = storage::enqueue_payment_events;
+           o.on_commit = [webhook_doorbell](const actors::committed_batch& c) {
+             if (c.events > 0) {
+               webhook_doorbell->ring();
+             }
+           };
+           // Down right now (restarting): the supervisor sends the new handle when it is back.
+           auto b = deps.find("broadcaster");
+           o.broadcaster = b == deps.end() ? caf::actor{} : b->second;
            return caf::actor_cast<caf::actor>(actors::spawn_ingestor(sys, std::move(o)));
          }});
   }
@@ -308,7 +340,7 @@ int main(int argc, char** argv) {
           job{"sync_trustlines", actors::sync_kind::trustlines, s.sync_trustlines_interval,
               s.sync_assets_max}}) {
       opts.children.push_back(
-          {j.name, [&s, j, metrics, horizon_options, fetch_deadline, responses](
+          {j.name, [&s, j, metrics, horizon_options, fetch_deadline, responses, webhook_doorbell](
                        caf::actor_system& sys, const actors::directory& deps) {
              actors::sync_options o;
              o.kind = j.kind;
@@ -324,6 +356,18 @@ int main(int argc, char** argv) {
              o.db_timeout = s.db_query_timeout + std::chrono::milliseconds{1'000};
              o.metrics = metrics;
              o.responses = responses;
+             // Each event goes to the webhook outbox inside the run's transaction.
+             o.on_event = [](soci::session& sql, const std::string& type,
+                             const nlohmann::json& data) {
+               storage::enqueue_event(sql, type, data, storage::unix_ms_now());
+             };
+             o.on_changes = [webhook_doorbell](const actors::sync_changes& c) {
+               if (!c.events.empty()) {
+                 webhook_doorbell->ring();
+               }
+             };
+             auto b = deps.find("broadcaster");
+             o.broadcaster = b == deps.end() ? caf::actor{} : b->second;
              return caf::actor_cast<caf::actor>(actors::spawn_sync_scheduler(sys, std::move(o)));
            }});
     }
@@ -341,14 +385,94 @@ int main(int argc, char** argv) {
   server_opts->max_connections = s.http_max_connections;
   server_opts->max_pipelined = s.http_max_pipelined;
   server_opts->drain_idle_window = s.shutdown_idle_window;
+  // WebSocket transport limits; the gateway installs the hook of `ws` (the hub's admission).
+  server_opts->websocket.max_message_size = s.ws_max_message_bytes;
+  server_opts->websocket.idle_timeout = s.ws_idle_timeout;
+  server_opts->websocket.max_queued_messages = s.ws_queue_limit;
+  actors::ws_endpoint_options wso;
+  wso.max_connections = s.ws_max_connections;
+  wso.auth_token = s.ws_auth_token;
+  wso.metrics = metrics;
+  auto ws = std::make_shared<actors::ws_endpoint>(std::move(wso));
+  opts.children.push_back(
+      {"ws_hub", [&s, ws, metrics](caf::actor_system& sys, const actors::directory&) {
+         actors::ws_hub_options o;
+         o.endpoint = ws;
+         o.metrics = metrics;
+         o.message_rate = s.ws_message_rate;
+         o.grace = s.shutdown_ws_grace;
+         o.deadline = s.shutdown_ws_timeout;
+         o.reconnect_after = s.ws_reconnect_after;
+         return caf::actor_cast<caf::actor>(actors::spawn_ws_hub(sys, o));
+       }});
+  opts.children.push_back(
+      {"broadcaster",
+       [&s, metrics, ingest_progress](caf::actor_system& sys, const actors::directory& deps) {
+         actors::broadcaster_options o;
+         auto dep = [&deps](const char* name) {
+           auto i = deps.find(name);
+           return i == deps.end() ? caf::actor{} : i->second;
+         };
+         o.hub = caf::actor_cast<actors::ws_hub_actor>(dep("ws_hub"));
+         o.db = caf::actor_cast<actors::db_actor>(dep("db"));
+         o.progress = ingest_progress;
+         o.metrics = metrics;
+         o.db_timeout = s.db_query_timeout + std::chrono::milliseconds{1'000};
+         // One batch's payments fill at most half a client's queue (WS_QUEUE_LIMIT), so a
+         // burst alone never closes a reader that keeps up.
+         o.max_payments_per_batch = std::clamp<std::size_t>(s.ws_queue_limit / 2, 1, 100);
+         return caf::actor_cast<caf::actor>(actors::spawn_broadcaster(sys, std::move(o)));
+       }});
+  opts.children.push_back(
+      {"webhook_dispatcher", [&s, metrics, webhook_cipher, webhook_doorbell](
+                                 caf::actor_system& sys, const actors::directory& deps) {
+         // One client per dispatcher (re)start: its pool and io thread go with the actor.
+         net::webhook_client_options c;
+         c.max_per_destination = s.webhook_per_destination;
+         c.max_in_flight = s.webhook_concurrency;
+         // The dispatcher itself keeps requests within both bounds: nothing waits in here.
+         c.max_queued = 2 * static_cast<std::size_t>(s.webhook_concurrency) + 16;
+         c.default_timeout = s.webhook_timeout;
+         c.allow_private = s.webhook_allow_private;
+         actors::webhook_dispatcher_options o;
+         o.db = caf::actor_cast<actors::db_actor>(deps.at("db"));
+         o.sender = actors::make_webhook_client_sender(std::move(c));
+         o.cipher = webhook_cipher;
+         o.policy.max_attempts = static_cast<int>(s.webhook_max_attempts);
+         o.policy.max_age_ms = s.webhook_max_age.count();
+         o.policy.backoff = {s.webhook_backoff_min.count(), s.webhook_backoff_max.count(),
+                             domain::backoff_jitter::full};
+         o.timeout = s.webhook_timeout;
+         o.lease = s.webhook_lease;
+         o.poll_interval = s.webhook_poll_interval;
+         o.concurrency = s.webhook_concurrency;
+         o.per_destination = s.webhook_per_destination;
+         // Its plan deadline is SHUTDOWN_BACKGROUND_TIMEOUT: requests in flight get 3/4 of
+         // it, the last records and the release of what is left 1/5, the report the rest.
+         o.drain_timeout = s.shutdown_background_timeout * 3 / 4;
+         o.drain_db_timeout = s.shutdown_background_timeout / 5;
+         o.db_timeout = s.db_query_timeout + std::chrono::milliseconds{1'000};
+         o.doorbell = webhook_doorbell;
+         o.metrics = metrics;
+         return caf::actor_cast<caf::actor>(actors::spawn_webhook_dispatcher(sys, std::move(o)));
+       }});
+  auto webhook_api = std::make_shared<actors::webhook_api_options>();
+  webhook_api->cipher = webhook_cipher;
+  webhook_api->allow_private = s.webhook_allow_private;
+  // The lookup runs inside a db request the gateway waits for at most HTTP_UPSTREAM_TIMEOUT.
+  webhook_api->resolve_timeout = std::clamp<std::chrono::milliseconds>(
+      s.http_upstream_timeout * 3 / 5, std::chrono::milliseconds{100},
+      std::chrono::milliseconds{5'000});
+  webhook_api->doorbell = webhook_doorbell;
   // The first listen attempt decides start-up: a port in use is exit 5 at once, not a
   // restart loop ending in exit 3.
   auto first_listen = std::make_shared<std::promise<std::pair<uint16_t, std::string>>>();
   auto first_listen_result = first_listen->get_future();
   auto listen_reported = std::make_shared<std::atomic<bool>>(false);
   opts.children.push_back(
-      {"http_gateway", [&s, server_opts, metrics, first_listen, listen_reported, ingest_progress,
-                        responses](caf::actor_system& sys, const actors::directory& deps) {
+      {"http_gateway",
+       [&s, server_opts, metrics, first_listen, listen_reported, ingest_progress, responses, ws,
+        webhook_api](caf::actor_system& sys, const actors::directory& deps) {
          actors::http_gateway_options g;
          g.server = server_opts;
          // A dependency that is down right now is an invalid handle: requests answer 503
@@ -373,6 +497,8 @@ int main(int argc, char** argv) {
            }
          };
          g.responses = responses;
+         g.websocket = ws;
+         g.webhooks = webhook_api;
          return caf::actor_cast<caf::actor>(actors::spawn_http_gateway(sys, std::move(g)));
        }});
   auto spawned = actors::spawn_root_supervisor(sys, std::move(opts));

@@ -48,6 +48,18 @@ CAF_ADD_ATOM(stellar_insights, si, tick_atom, "tick")
 CAF_ADD_ATOM(stellar_insights, si, sync_atom, "sync")
 CAF_ADD_ATOM(stellar_insights, si, publish_atom, "publish")
 
+// -- ws_hub (transport callbacks, the server hand-over from the gateway)
+CAF_ADD_ATOM(stellar_insights, si, ws_open_atom, "wsopen")
+CAF_ADD_ATOM(stellar_insights, si, ws_text_atom, "wstext")
+CAF_ADD_ATOM(stellar_insights, si, ws_closed_atom, "wsclosed")
+CAF_ADD_ATOM(stellar_insights, si, adopt_atom, "adopt")
+
+// -- webhook_dispatcher (doorbell, request completions, its own timers)
+CAF_ADD_ATOM(stellar_insights, si, wake_atom, "whwake")
+CAF_ADD_ATOM(stellar_insights, si, sent_atom, "whsent")
+CAF_ADD_ATOM(stellar_insights, si, flush_atom, "whflush")
+CAF_ADD_ATOM(stellar_insights, si, gauge_atom, "whgauge")
+
 CAF_END_TYPE_ID_BLOCK(stellar_insights)
 
 namespace si {

@@ -1,6 +1,7 @@
 #include "actors/http_gateway.hpp"
 
 #include "actors/http_gateway_routes.hpp"
+#include "actors/ws_hub.hpp"
 #include "config/logging.hpp"
 #include "net/http_server.hpp"
 #include "net/prometheus.hpp"
@@ -35,6 +36,20 @@ void describe_http_metrics(net::metrics_registry& m) {
   m.describe_counter("si_cache_misses_total", "Cache lookups that found nothing.");
   m.describe_counter("si_cache_invalidations_total", "Cache keys removed by invalidation.");
   m.describe_gauge("si_process_uptime_seconds", "Seconds since the server started.");
+  // WebSocket transport counters (net/), mirrored by /metrics.
+  m.describe_gauge("si_ws_transport_open_connections",
+                   "WebSocket connections open in the transport (101 sent, not ended).");
+  m.describe_counter("si_ws_transport_accepted_total", "WebSocket upgrades completed (101 sent).");
+  m.describe_counter("si_ws_transport_upgrades_rejected_total",
+                     "WebSocket upgrade requests answered with an error status.");
+  m.describe_counter("si_ws_transport_messages_written_total",
+                     "WebSocket messages written to clients.");
+  m.describe_counter("si_ws_transport_messages_received_total",
+                     "WebSocket text messages received from clients.");
+  m.describe_counter("si_ws_transport_messages_dropped_total",
+                     "WebSocket messages refused or discarded by send-queue overflows.");
+  m.describe_counter("si_ws_transport_closes_total",
+                     "WebSocket connections the transport closed itself, by reason.");
 }
 
 namespace {
@@ -42,7 +57,8 @@ namespace {
 struct gateway_state {
   static inline const char* name = "http_gateway";
   http_gateway_options opts;
-  std::unique_ptr<net::http_server> server;
+  /// Shared: at the end of the drain it is handed to the ws_hub (see finish_drain).
+  std::shared_ptr<net::http_server> server;
   net::router routes;
   steady::time_point started = steady::now();
   bool draining = false;
@@ -102,8 +118,19 @@ void finish_drain(self_ptr self) {
   }
   st.replied = true;
   auto counts = counts_json(st);
-  // Join the io threads only now: no connection is left to serve.
-  st.server->stop();
+  auto hub = st.opts.websocket ? st.opts.websocket->hub() : ws_hub_actor{};
+  if (hub) {
+    // Hand the server to the ws_hub instead of stopping it: before the hub's drain because
+    // stop() would drop every WebSocket still open, and the hub must close them itself
+    // (server_shutdown, grace, 1001). The HTTP side is over (acceptor closed, connections
+    // finished or cut), so WebSockets never delay this drain. High priority so that the
+    // hub has it before its own drain request (sent at high priority once we report).
+    caf::anon_send<caf::message_priority::high>(hub, adopt_atom_v,
+                                                server_lease{std::move(st.server)});
+  } else {
+    // Join the io threads only now: no connection is left to serve.
+    st.server->stop();
+  }
   st.log->info("http drain finished in {} ms: {}",
                std::chrono::duration_cast<milliseconds>(steady::now() - st.drain_started).count(),
                counts);
@@ -202,11 +229,28 @@ http_gateway_actor::behavior_type gateway_impl(self_ptr self, http_gateway_optio
   st.up.after = [self](milliseconds delay, std::function<void()> fn) {
     self->delayed_send(self, delay, respond_atom_v, deferred_fn{std::move(fn)});
   };
+  st.up.ws_publish = [self, timeout](std::vector<std::string> channels, std::string text,
+                                     auto done) {
+    auto hub = self->state.opts.websocket ? self->state.opts.websocket->hub() : ws_hub_actor{};
+    if (!hub) {
+      done(std::nullopt);
+      return;
+    }
+    self->request(hub, timeout, publish_atom_v, std::move(channels),
+                  ws_payload{std::make_shared<const std::string>(std::move(text))})
+        .then([done](uint64_t queued) { done(queued); },
+              [done](caf::error&) { done(std::nullopt); });
+  };
   auto me = caf::actor_cast<http_gateway_actor>(self);
   auto responses = st.opts.responses;
   auto metrics = st.opts.metrics;
-  st.server = std::make_unique<net::http_server>(
-      *st.opts.server, [me, responses, metrics](net::http_request req, net::respond_fn respond) {
+  auto server_options = *st.opts.server;
+  if (st.opts.websocket) {
+    server_options.websocket.hook = st.opts.websocket->hook();
+  }
+  st.server = std::make_shared<net::http_server>(
+      std::move(server_options),
+      [me, responses, metrics](net::http_request req, net::respond_fn respond) {
         // Fast path on the io thread: a page the gateway served and cached moments ago.
         if (responses && (req.method == "GET" || req.method == "HEAD")) {
           if (auto hit = responses->find(page_key(req))) {
@@ -250,7 +294,8 @@ http_gateway_actor::behavior_type gateway_impl(self_ptr self, http_gateway_optio
                           st.draining,
                           st.started,
                           st.opts.responses ? st.opts.responses->hits() : 0,
-                          st.opts.ingest};
+                          st.opts.ingest,
+                          st.opts.webhooks};
         if (st.draining && is_write(call.request.method) && m.status == net::route_status::found) {
           // Read-only degradation during drain: the client may retry on another instance.
           ++st.writes_refused;

@@ -24,6 +24,8 @@ struct http_server_options;
 
 namespace si::actors {
 class ingest_progress;
+class ws_endpoint;
+struct webhook_api_options;
 
 /// One request handed from an io thread to the gateway, with the way back.
 struct http_call {
@@ -47,7 +49,9 @@ namespace si::actors {
 /// then the counts JSON (or `errc::drain_incomplete` with the counts when requests had to
 /// be cut at SHUTDOWN_GRACEFUL_TIMEOUT); `status_atom` → JSON of the server counters;
 /// `update_atom, name, handle` → use the restarted "db" or "cache" actor from now on.
-/// The rest are the gateway's own timers.
+/// The rest are the gateway's own timers. With `websocket` set, the drain does not stop the
+/// server: it hands it to the ws_hub (`adopt_atom`), which stops it once its own WebSocket
+/// drain is over (docs/websocket.md "Shutdown").
 using http_gateway_actor =
     caf::typed_actor<caf::reacts_to<http_atom, http_call>,
                      caf::replies_to<drain_atom>::with<std::string>,
@@ -75,6 +79,11 @@ struct http_gateway_options {
   /// Called on every (re)start with the bound port, or with 0 and the reason when the
   /// listener could not be opened (main uses the first call to fail fast at start-up).
   std::function<void(uint16_t port, const std::string& error)> on_listen;
+  /// `/ws`: the upgrade hook to install and the hub to hand the server to at the end of the
+  /// drain (null: WebSocket off, the drain stops the server itself).
+  std::shared_ptr<ws_endpoint> websocket;
+  /// /api/v1/webhooks: secrets' cipher, SSRF setting, the dispatcher's doorbell (null: 503).
+  std::shared_ptr<const webhook_api_options> webhooks;
 };
 
 /// Spawns the gateway; it binds and starts serving in its init. A bind failure makes the

@@ -1,5 +1,8 @@
 #include "actors/http_gateway_routes.hpp"
 
+#include "actors/webhook_dispatcher.hpp"
+#include "actors/ws_hub.hpp"
+
 #include "domain/asset.hpp"
 #include "domain/strkey.hpp"
 #include "net/http_server.hpp"
@@ -11,9 +14,11 @@
 #include "storage/pools_repo.hpp"
 #include "storage/shutdown_reports.hpp"
 #include "storage/trustlines_repo.hpp"
+#include "storage/webhooks_repo.hpp"
 
 #include <soci/soci.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -32,6 +37,7 @@ enum route_id : int {
   r_cache_stats,
   r_shutdown_reports,
   r_test_slow,
+  r_test_broadcast,
   r_ingestion_status,
   r_corridors,
   r_corridor,
@@ -47,6 +53,12 @@ enum route_id : int {
   r_trust_stats,
   r_trust_rankings,
   r_trust_history,
+  r_webhooks_list,
+  r_webhook_create,
+  r_webhook_get,
+  r_webhook_delete,
+  r_webhook_deliveries,
+  r_webhook_test,
 };
 
 /// The ingestion stream the ingestor records its cursor and state under.
@@ -370,6 +382,162 @@ bool is_pool_id(const std::string& id) {
     }
   }
   return true;
+}
+
+/// `wh_` + 26 upper-case Crockford base32 characters (domain::new_webhook_id).
+bool is_webhook_id(const std::string& id) {
+  if (id.size() != 29 || id.compare(0, 3, "wh_") != 0) {
+    return false;
+  }
+  return std::all_of(id.begin() + 3, id.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z'); });
+}
+
+/// /api/v1/webhooks (api.md, Webhooks). Every route needs the admin token, reads included:
+/// subscriptions hold URLs (often with credentials in them) and delivery logs.
+void handle_webhooks(route_context& ctx, const net::route_match& match, net::http_request req,
+                     net::respond_fn respond) {
+  query_reader q{req};
+  storage::page_request page;
+  if (match.route_id == r_webhooks_list || match.route_id == r_webhook_deliveries) {
+    page = q.page();
+  }
+  if (auto bad = q.finish(req)) {
+    return respond(std::move(*bad));
+  }
+  if (auto denied =
+          check_auth(ctx, req, is_write(req.method) ? "WRITES_DISABLED" : "ADMIN_DISABLED")) {
+    return respond(std::move(*denied));
+  }
+  if (!ctx.webhooks) {
+    return respond(error(req, 503, "UNAVAILABLE", "webhooks are not available on this server"));
+  }
+  std::string id;
+  if (match.route_id != r_webhooks_list && match.route_id != r_webhook_create) {
+    id = match.params.at("id");
+    if (!is_webhook_id(id)) {
+      return respond(error(req, 400, "INVALID_WEBHOOK_ID",
+                           "webhook id must be 'wh_' followed by 26 base32 characters"));
+    }
+  }
+  // Answers `status` with the task's JSON, 404 when it returned null.
+  auto answer = [req, respond](int status, std::string not_found) {
+    return [req, respond, status, not_found](std::variant<nlohmann::json, std::string> result) {
+      if (auto* err = std::get_if<std::string>(&result)) {
+        return respond(upstream_error(req, *err));
+      }
+      auto& j = std::get<nlohmann::json>(result);
+      if (j.is_null()) {
+        return respond(error(req, 404, "NOT_FOUND", not_found));
+      }
+      if (status == 204) {
+        net::http_response r;
+        r.status = 204;
+        return respond(std::move(r));
+      }
+      respond(json_response(status, j));
+    };
+  };
+  auto api = ctx.webhooks;
+  switch (match.route_id) {
+    case r_webhook_create: {
+      auto body = json_body(req, respond);
+      if (!body) {
+        return;
+      }
+      auto url = string_field(*body, "url", true, req, respond);
+      if (!url) {
+        return;
+      }
+      // The syntax here; the DNS answer on a db worker below (it blocks).
+      auto parsed = net::parse_webhook_url(*url);
+      if (auto* e = std::get_if<net::policy_error>(&parsed)) {
+        return respond(
+            field_error_response(req, 422, "VALIDATION_FAILED", "url", "url " + e->message));
+      }
+      auto types_field = body->value("event_types", nlohmann::json(nullptr));
+      if (types_field.is_null()) {
+        return respond(field_error_response(req, 422, "VALIDATION_FAILED", "event_types",
+                                            "event_types is required"));
+      }
+      auto types = domain::parse_event_types(types_field);
+      if (auto* e = std::get_if<std::string>(&types)) {
+        return respond(field_error_response(req, 422, "VALIDATION_FAILED", "event_types", *e));
+      }
+      auto filters = domain::parse_filters(body->value("filters", nlohmann::json(nullptr)));
+      if (auto* e = std::get_if<std::string>(&filters)) {
+        return respond(field_error_response(req, 422, "VALIDATION_FAILED", "filters", *e));
+      }
+      storage::new_webhook hook{*url, nlohmann::json(std::get<std::vector<std::string>>(types)),
+                                std::get<nlohmann::json>(filters)};
+      auto now = storage::unix_ms_now();
+      db_task task{
+          "webhooks.create", [api, hook, now](soci::session& sql) -> nlohmann::json {
+            // Bounded by resolve_timeout; no transaction is open meanwhile.
+            auto checked =
+                net::check_url(hook.url, api->allow_private, api->resolver, api->resolve_timeout);
+            if (auto* e = std::get_if<net::policy_error>(&checked)) {
+              return {{"field_error", {{"field", "url"}, {"message", e->message}}}};
+            }
+            return write_outcome(storage::create_webhook(sql, hook, api->cipher.get(), now));
+          }};
+      run_write(ctx, std::move(req), std::move(respond), std::move(task), "api:/api/v1/webhooks*");
+      return;
+    }
+    case r_webhooks_list:
+      ctx.up.query(
+          db_task{"webhooks.list",
+                  [page](soci::session& sql) { return storage::list_webhooks(sql, page); }},
+          answer(200, ""));
+      return;
+    case r_webhook_get:
+      ctx.up.query(
+          db_task{"webhooks.get",
+                  [id](soci::session& sql) { return or_null(storage::get_webhook(sql, id)); }},
+          answer(200, "no webhook " + id));
+      return;
+    case r_webhook_deliveries:
+      ctx.up.query(db_task{"webhooks.deliveries",
+                           [id, page](soci::session& sql) {
+                             return or_null(storage::deliveries_of(sql, id, page));
+                           }},
+                   answer(200, "no webhook " + id));
+      return;
+    case r_webhook_delete:
+      ctx.up.query(db_task{"webhooks.delete",
+                           [id](soci::session& sql) {
+                             return storage::delete_webhook(sql, id) ? nlohmann::json(true)
+                                                                     : nlohmann::json(nullptr);
+                           }},
+                   answer(204, "no webhook " + id));
+      return;
+    case r_webhook_test: {
+      auto now = storage::unix_ms_now();
+      auto done = answer(202, "no webhook " + id);
+      ctx.up.query(db_task{"webhooks.test",
+                           [id, now](soci::session& sql) -> nlohmann::json {
+                             auto e = storage::enqueue_test_event(sql, id, now);
+                             if (!e) {
+                               return nullptr;
+                             }
+                             return {{"webhook_id", id},
+                                     {"event_id", e->event_id},
+                                     {"type", "test"},
+                                     {"deliveries", e->deliveries}};
+                           }},
+                   [done, api](std::variant<nlohmann::json, std::string> result) {
+                     // After the commit because the dispatcher must find the event.
+                     if (auto* j = std::get_if<nlohmann::json>(&result);
+                         j && j->is_object() && api->doorbell) {
+                       api->doorbell->ring();
+                     }
+                     done(std::move(result));
+                   });
+      return;
+    }
+    default:
+      respond(error(req, 500, "INTERNAL_ERROR", "route without a handler"));
+  }
 }
 
 void handle_analytics(route_context& ctx, const net::route_match& match, net::http_request req,
@@ -710,6 +878,24 @@ void handle_metrics(route_context& ctx, net::http_request req, net::respond_fn r
       metrics->counter_set("si_cache_misses_total", b, cache.value("misses", 0.0));
       metrics->counter_set("si_cache_invalidations_total", b, cache.value("invalidations", 0.0));
     }
+    auto d = [](uint64_t v) { return static_cast<double>(v); };
+    metrics->gauge_set("si_ws_transport_open_connections", {}, d(stats.ws_open));
+    metrics->counter_set("si_ws_transport_accepted_total", {}, d(stats.ws_accepted));
+    metrics->counter_set("si_ws_transport_upgrades_rejected_total", {},
+                         d(stats.ws_upgrades_rejected));
+    metrics->counter_set("si_ws_transport_messages_written_total", {}, d(stats.ws_messages_sent));
+    metrics->counter_set("si_ws_transport_messages_received_total", {},
+                         d(stats.ws_messages_received));
+    metrics->counter_set("si_ws_transport_messages_dropped_total", {},
+                         d(stats.ws_messages_dropped));
+    metrics->counter_set("si_ws_transport_closes_total", {{"reason", "overflow"}},
+                         d(stats.ws_overflow_closes));
+    metrics->counter_set("si_ws_transport_closes_total", {{"reason", "oversize"}},
+                         d(stats.ws_oversize_closes));
+    metrics->counter_set("si_ws_transport_closes_total", {{"reason", "binary"}},
+                         d(stats.ws_binary_closes));
+    metrics->counter_set("si_ws_transport_closes_total", {{"reason", "timeout"}},
+                         d(stats.ws_timed_out));
     net::http_response r;
     r.body = metrics->render();
     r.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
@@ -803,8 +989,15 @@ void register_routes(net::router& r, bool test_routes) {
   r.add("GET", "/api/v1/trustlines/stats", r_trust_stats);
   r.add("GET", "/api/v1/trustlines/rankings", r_trust_rankings);
   r.add("GET", "/api/v1/trustlines/{code}/{issuer}/history", r_trust_history);
+  r.add("GET", "/api/v1/webhooks", r_webhooks_list);
+  r.add("POST", "/api/v1/webhooks", r_webhook_create);
+  r.add("GET", "/api/v1/webhooks/{id}", r_webhook_get);
+  r.add("DELETE", "/api/v1/webhooks/{id}", r_webhook_delete);
+  r.add("GET", "/api/v1/webhooks/{id}/deliveries", r_webhook_deliveries);
+  r.add("POST", "/api/v1/webhooks/{id}/test", r_webhook_test);
   if (test_routes) {
     r.add("GET", "/api/v1/test/slow", r_test_slow);
+    r.add("POST", "/api/v1/test/broadcast", r_test_broadcast);
   }
 }
 
@@ -907,6 +1100,56 @@ void handle_request(route_context& ctx, const net::route_match& match, net::http
       });
       return;
     }
+    case r_test_broadcast: {
+      // Test-only (HTTP_TEST_ROUTES): one `test_broadcast` message to the subscribers of
+      // `channels`, for the WebSocket end-to-end test and bench. Body {channels, data?}.
+      if (auto bad = q.finish(req)) {
+        return respond(std::move(*bad));
+      }
+      auto body = json_body(req, respond);
+      if (!body) {
+        return;
+      }
+      auto ch = body->find("channels");
+      std::vector<std::string> channels;
+      if (ch != body->end() && ch->is_array()) {
+        for (const auto& v : *ch) {
+          auto name =
+              v.is_string() ? canonical_channel(v.get_ref<const std::string&>()) : std::nullopt;
+          if (!name) {
+            channels.clear();
+            break;
+          }
+          channels.push_back(std::move(*name));
+        }
+      }
+      if (channels.empty()) {
+        return respond(field_error_response(req, 422, "VALIDATION_FAILED", "channels",
+                                            "channels must be a non-empty array of channels"));
+      }
+      auto data = body->value("data", nlohmann::json(nullptr));
+      auto text = nlohmann::json{{"type", "test_broadcast"},
+                                 {"timestamp", storage::unix_ms_now()},
+                                 {"data", std::move(data)}}
+                      .dump();
+      ctx.up.ws_publish(
+          channels, std::move(text), [req, respond, channels](std::optional<uint64_t> queued) {
+            if (!queued) {
+              return respond(
+                  error(req, 503, "SERVICE_UNAVAILABLE", "the WebSocket hub is not available"));
+            }
+            respond(json_response(200, {{"channels", channels}, {"queued", *queued}}));
+          });
+      return;
+    }
+    case r_webhooks_list:
+    case r_webhook_create:
+    case r_webhook_get:
+    case r_webhook_delete:
+    case r_webhook_deliveries:
+    case r_webhook_test:
+      handle_webhooks(ctx, match, std::move(req), std::move(respond));
+      return;
     default:
       handle_analytics(ctx, match, std::move(req), std::move(respond));
       return;

@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <variant>
+#include <vector>
 
 namespace si::net {
 class metrics_registry;
@@ -22,6 +23,8 @@ struct http_server_stats;
 }  // namespace si::net
 
 namespace si::actors {
+
+struct webhook_api_options;
 
 /// Asynchronous access to the gateway's dependencies. Every callback runs later on the
 /// gateway's thread, exactly once.
@@ -43,6 +46,11 @@ struct upstream {
   std::function<void(std::function<void(nlohmann::json)>)> checks;
   /// Calls `fn` after `delay` (test-only slow route).
   std::function<void(std::chrono::milliseconds delay, std::function<void()> fn)> after;
+  /// Hands one message to the ws_hub for `channels` (test-only broadcast route): how many
+  /// connections it was queued for, or nullopt when the hub is unavailable.
+  std::function<void(std::vector<std::string> channels, std::string text,
+                     std::function<void(std::optional<uint64_t>)>)>
+      ws_publish;
 };
 
 /// What a handler may know about the gateway.
@@ -58,6 +66,8 @@ struct route_context {
   uint64_t page_hits = 0;
   /// The ingestor's progress (null when ingestion is disabled).
   std::shared_ptr<ingest_progress> ingest;
+  /// What /api/v1/webhooks needs besides the database (null: those routes answer 503).
+  std::shared_ptr<const webhook_api_options> webhooks;
 };
 
 /// Adds every route of api.md (and the test-only ones when enabled) to `r`.

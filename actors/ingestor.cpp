@@ -119,11 +119,6 @@ nlohmann::json counts(const ingestor_state& st) {
            st.last_ledger > 0 ? nlohmann::json(st.last_ledger) : nlohmann::json(nullptr)}};
 }
 
-storage::backend backend_of(soci::session& sql) {
-  return sql.get_backend_name() == "postgresql" ? storage::backend::postgresql
-                                                : storage::backend::sqlite;
-}
-
 void start_fetch(self_ptr self);
 void schedule(self_ptr self, milliseconds delay);
 void maybe_reply(self_ptr self);
@@ -229,13 +224,14 @@ void commit(self_ptr self, fetched_batch batch) {
   st.committing_last = batch.last_ledger;
   auto b = batch.batch;
   db_task task{"ingest.commit",
-               [b, stream = st.opts.stream, cursor = batch.new_cursor,
-                last = batch.last_ledger](soci::session& sql) -> nlohmann::json {
-                 auto r = storage::commit_page(sql, backend_of(sql), *b, stream, cursor, last,
-                                               storage::unix_ms_now());
+               [b, stream = st.opts.stream, cursor = batch.new_cursor, last = batch.last_ledger,
+                outbox = st.opts.outbox](soci::session& sql) -> nlohmann::json {
+                 auto r = storage::commit_page(sql, storage::backend_of(sql), *b, stream, cursor,
+                                               last, storage::unix_ms_now(), outbox);
                  return {{"ledgers", r.ledgers_written},
                          {"transactions", r.transactions_written},
-                         {"operations", r.operations_written}};
+                         {"operations", r.operations_written},
+                         {"events", r.events_written}};
                }};
   self->request(st.opts.db, st.opts.db_timeout, query_atom_v, std::move(task))
       .then(
@@ -271,7 +267,8 @@ void commit(self_ptr self, fetched_batch batch) {
             st.log->debug("committed ledgers {}..{} ({} operations), cursor {}", batch.first_ledger,
                           batch.last_ledger, no, batch.new_cursor);
             if (st.opts.on_commit || st.opts.broadcaster) {
-              committed_batch done{batch.batch, batch.new_cursor, batch.last_ledger};
+              committed_batch done{batch.batch, batch.new_cursor, batch.last_ledger,
+                                   r.value.value("events", int64_t{0})};
               if (st.opts.on_commit) {
                 st.opts.on_commit(done);
               }

@@ -58,6 +58,7 @@ struct committed_batch {
   std::shared_ptr<const storage::ingest_batch> batch;
   std::string cursor;
   int64_t last_ledger = 0;
+  int64_t events = 0;  ///< webhook outbox events written with it (by `outbox`)
 };
 
 }  // namespace si::actors
@@ -85,6 +86,9 @@ struct ingestor_options {
   std::shared_ptr<net::metrics_registry> metrics;  ///< may be null
   /// Called on the ingestor's thread after each commit (may be empty).
   std::function<void(const committed_batch&)> on_commit;
+  /// Runs inside each commit's transaction (storage::commit_hook): the webhook outbox's
+  /// `payment.created` events, committed with the page or not at all (may be empty).
+  storage::commit_hook outbox;
   /// The realtime broadcaster: receives `publish_atom, committed_batch` after each commit
   /// (may be invalid; replaced by `update_atom, "broadcaster", handle` after a restart).
   caf::actor broadcaster;

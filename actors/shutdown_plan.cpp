@@ -15,21 +15,34 @@ shutdown_plan default_plan(const config::settings& s) {
   // The gateway enforces SHUTDOWN_GRACEFUL_TIMEOUT itself (it cuts and reports); its plan
   // deadline adds the drain delay and a margin for that report to arrive.
   //   ingestor before cache and db because its last commit and state record go through db.
+  //   http_gateway before ws_hub because the gateway hands the HTTP server to the hub at the
+  //   end of its drain and the hub stops it after closing the WebSockets (the HTTP drain
+  //   never waits for WebSockets).
+  //   broadcaster before ws_hub because it publishes through the hub, and before db because
+  //   it reads changed rows back; ingestor and schedulers before it because they publish to
+  //   it. ws_hub enforces its own deadline (drops what is left and reports) inside
+  //   SHUTDOWN_WS_TIMEOUT.
+  //   webhook_dispatcher before db because its last attempts are recorded and the claims it
+  //   did not send are released through db (pending again, not lost); http_gateway before
+  //   webhook_dispatcher because its webhook routes queue events and ring the dispatcher.
   shutdown_plan plan{
       {"http_gateway",
-       {"cache", "db"},
+       {"cache", "db", "ws_hub", "webhook_dispatcher"},
        s.shutdown_drain_delay + s.shutdown_graceful_timeout + std::chrono::milliseconds{2'000}},
+      {"ws_hub", {}, s.shutdown_ws_timeout},
+      {"broadcaster", {"ws_hub", "db"}, s.shutdown_background_timeout},
       {"cache", {"db"}, s.shutdown_cache_timeout},
       {"db", {}, s.shutdown_db_timeout},
+      {"webhook_dispatcher", {"db"}, s.shutdown_background_timeout},
   };
   if (s.ingest_enabled) {
-    plan.push_back({"ingestor", {"cache", "db"}, s.shutdown_background_timeout});
+    plan.push_back({"ingestor", {"cache", "db", "broadcaster"}, s.shutdown_background_timeout});
   }
   //   schedulers before cache and db because a run in flight commits through db and then
   //   invalidates cache keys.
   if (s.sync_enabled) {
     for (const char* name : {"sync_metrics", "sync_pools", "sync_trustlines"}) {
-      plan.push_back({name, {"cache", "db"}, s.shutdown_background_timeout});
+      plan.push_back({name, {"cache", "db", "broadcaster"}, s.shutdown_background_timeout});
     }
   }
   return plan;

@@ -68,11 +68,6 @@ int64_t now_ms(const sync_options& o) {
   return o.now_ms ? o.now_ms() : storage::unix_ms_now();
 }
 
-storage::backend backend_of(soci::session& sql) {
-  return sql.get_backend_name() == "postgresql" ? storage::backend::postgresql
-                                                : storage::backend::sqlite;
-}
-
 nlohmann::json counts(const scheduler_state& st) {
   return {{"job", st.job},
           {"runs", st.runs},
@@ -207,8 +202,8 @@ void run_in_db(self_ptr self, std::shared_ptr<sync_data> data) {
                      sql << "SELECT MIN(closed_at) FROM ledgers WHERE ingested_at >= :since",
                          soci::use(static_cast<long long>(since)), soci::into(oldest, ind);
                      int64_t window_start = ind == soci::i_ok ? oldest : now;
-                     auto r = storage::run_metrics_sync(sql, backend_of(sql), now, window_start,
-                                                        mparams, forward);
+                     auto r = storage::run_metrics_sync(sql, storage::backend_of(sql), now,
+                                                        window_start, mparams, forward);
                      out = {{"window_start", window_start},
                             {"buckets_written", r.buckets_written},
                             {"corridors_written", r.corridors_written},
@@ -220,8 +215,9 @@ void run_in_db(self_ptr self, std::shared_ptr<sync_data> data) {
                      break;
                    }
                    case sync_kind::pools: {
-                     auto r = storage::run_pool_sync(sql, backend_of(sql), now, data->pools,
-                                                     data->trades_by_pool, pparams, forward);
+                     auto r =
+                         storage::run_pool_sync(sql, storage::backend_of(sql), now, data->pools,
+                                                data->trades_by_pool, pparams, forward);
                      out = {{"pools_upserted", r.pools_upserted},
                             {"snapshots_written", r.snapshots_written},
                             {"updated_pool_ids", r.updated_pool_ids},
@@ -230,8 +226,8 @@ void run_in_db(self_ptr self, std::shared_ptr<sync_data> data) {
                      break;
                    }
                    case sync_kind::trustlines: {
-                     auto r = storage::run_trustline_sync(sql, backend_of(sql), now, data->assets,
-                                                          forward);
+                     auto r = storage::run_trustline_sync(sql, storage::backend_of(sql), now,
+                                                          data->assets, forward);
                      out = {{"assets_upserted", r.assets_upserted},
                             {"snapshots_written", r.snapshots_written},
                             {"updated_assets", r.updated_assets},

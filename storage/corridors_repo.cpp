@@ -231,4 +231,15 @@ std::optional<nlohmann::json> get_corridor(soci::session& sql, const corridor_de
   return nlohmann::json{{"corridor", std::move(*corridor)}, {"history", std::move(history)}};
 }
 
+nlohmann::json corridors_by_id(soci::session& sql, const std::vector<std::string>& ids) {
+  auto items = nlohmann::json::array();
+  for (const auto& id : ids) {
+    bound_query one;
+    one.sql("SELECT ").sql(corridor_columns).sql(" FROM ");
+    append_source(one, std::nullopt, 0, id, false);
+    one.for_each_row(sql, [&](const soci::row& r) { items.push_back(corridor_json(r)); });
+  }
+  return items;
+}
+
 }  // namespace si::storage

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -68,5 +69,10 @@ struct corridor_detail_query {
 /// `{corridor:{...as in the list...}, history:[{bucket_start, attempts, successful, failed,
 /// success_rate, volume}]}` with history oldest first, or nullopt when no corridor has `id`.
 std::optional<nlohmann::json> get_corridor(soci::session& sql, const corridor_detail_query& query);
+
+/// The corridors of `ids` with their lifetime figures, each shaped as in `list_corridors`,
+/// in the order of `ids`; unknown ids are left out. One primary-key lookup per id (for the
+/// realtime broadcaster, which asks for the corridors a sync run changed).
+nlohmann::json corridors_by_id(soci::session& sql, const std::vector<std::string>& ids);
 
 }  // namespace si::storage

@@ -359,6 +359,10 @@ bool ping(soci::session& sql) noexcept {
   }
 }
 
+backend backend_of(soci::session& sql) {
+  return sql.get_backend_name() == "postgresql" ? backend::postgresql : backend::sqlite;
+}
+
 long long unix_ms_now() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();

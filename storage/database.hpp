@@ -41,6 +41,9 @@ int schema_version(soci::session& sql);
 /// The number of migrations this build knows (the version `migrate` brings a database to).
 int latest_schema_version();
 
+/// The backend of an open session (the db actor hands tasks a session, not its URL).
+backend backend_of(soci::session& sql);
+
 /// Wall-clock now in Unix milliseconds: the timestamp unit of every table.
 long long unix_ms_now();
 

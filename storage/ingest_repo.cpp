@@ -263,6 +263,53 @@ long long write_operations(soci::session& sql, const std::vector<domain::operati
   return ins.finish();
 }
 
+/// The page's transaction. On SQLite it takes the write lock up front (BEGIN IMMEDIATE, which
+/// waits out busy_timeout for other writers): a deferred transaction that reads first (the
+/// commit hook does) would otherwise fail with SQLITE_BUSY when it upgrades to write after
+/// another writer (e.g. the webhook dispatcher) committed. A plain transaction on
+/// PostgreSQL. Rolls back unless committed.
+class page_transaction {
+ public:
+  page_transaction(soci::session& sql, backend kind) : sql_(sql), sqlite_(kind == backend::sqlite) {
+    if (sqlite_) {
+      sql_ << "BEGIN IMMEDIATE";
+    } else {
+      sql_.begin();
+    }
+  }
+  page_transaction(const page_transaction&) = delete;
+  page_transaction& operator=(const page_transaction&) = delete;
+
+  ~page_transaction() {
+    if (done_) {
+      return;
+    }
+    try {
+      if (sqlite_) {
+        sql_ << "ROLLBACK";
+      } else {
+        sql_.rollback();
+      }
+    } catch (...) {
+      // The error that brought us here is what the caller needs.
+    }
+  }
+
+  void commit() {
+    if (sqlite_) {
+      sql_ << "COMMIT";
+    } else {
+      sql_.commit();
+    }
+    done_ = true;
+  }
+
+ private:
+  soci::session& sql_;
+  bool sqlite_;
+  bool done_ = false;
+};
+
 /// Moves the cursor of `stream` to `new_cursor` unless the stored one is already >= it.
 void advance_cursor(soci::session& sql, backend kind, const std::string& stream,
                     const std::string& new_cursor, long long new_value, long long last_ledger,
@@ -294,7 +341,7 @@ void advance_cursor(soci::session& sql, backend kind, const std::string& stream,
 
 commit_result commit_page(soci::session& sql, backend kind, const ingest_batch& batch,
                           const std::string& stream, const std::string& new_cursor,
-                          long long last_ledger, long long now_ms) {
+                          long long last_ledger, long long now_ms, const commit_hook& hook) {
   const std::string context = "ingest commit of stream '" + stream + "' to cursor '" + new_cursor
                               + "' failed (rolled back): ";
   if (stream.empty()) {
@@ -306,7 +353,11 @@ commit_result commit_page(soci::session& sql, backend kind, const ingest_batch& 
   }
   commit_result result;
   try {
-    soci::transaction tr(sql);
+    page_transaction tr(sql, kind);
+    if (hook) {
+      // Before the rows because the hook must see which records are already stored.
+      result.events_written = hook(sql, batch, now_ms);
+    }
     result.ledgers_written = write_ledgers(sql, batch.ledgers, now_ms);
     result.transactions_written = write_transactions(sql, batch.transactions);
     result.operations_written = write_operations(sql, batch.operations);

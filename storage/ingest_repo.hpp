@@ -3,6 +3,7 @@
 /// operations) and the cursor it advances, committed in one database transaction with
 /// idempotent writes (design.md §4). Called by the ingestor on a db worker.
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -30,7 +31,16 @@ struct commit_result {
   long long ledgers_written = 0;
   long long transactions_written = 0;
   long long operations_written = 0;
+  long long events_written = 0;  ///< what the commit hook reported (webhook outbox events)
 };
+
+/// Extra writes that must commit or roll back with a page, e.g. its webhook outbox events
+/// (design.md §4). `commit_page` calls it inside its transaction BEFORE the page's rows are
+/// written, so the hook can still tell new records from ones already stored (a page written
+/// again after a crash must not yield its events twice). Returns how many events it wrote;
+/// throwing rolls the whole page back.
+using commit_hook =
+    std::function<long long(soci::session& sql, const ingest_batch& batch, long long now_ms)>;
 
 /// Writes `batch` and advances `ingestion_cursor(stream)` to `new_cursor` / `last_ledger`
 /// in ONE transaction (`sql` must not be inside one already).
@@ -45,11 +55,13 @@ struct commit_result {
 ///   amount columns (amounts in asset units as doubles); the rest of the record is stored
 ///   as JSON text in `details`. A required text field that is empty is written as NULL, so
 ///   the schema's NOT NULL constraints refuse it.
-/// On any failure everything is rolled back (rows and cursor) and std::runtime_error is
-/// thrown naming the stream, the cursor and the cause.
+/// - `hook` (optional) runs first inside the same transaction (see commit_hook); an empty
+///   hook costs nothing.
+/// On any failure everything is rolled back (rows, events and cursor) and std::runtime_error
+/// is thrown naming the stream, the cursor and the cause.
 commit_result commit_page(soci::session& sql, backend kind, const ingest_batch& batch,
                           const std::string& stream, const std::string& new_cursor,
-                          long long last_ledger, long long now_ms);
+                          long long last_ledger, long long now_ms, const commit_hook& hook = {});
 
 /// The stored `{cursor, last_ledger}` of `stream` (last_ledger 0 when NULL); nullopt before
 /// the first commit.

@@ -3,7 +3,10 @@
 #include <soci/soci.h>
 
 #include <algorithm>
+#include <map>
+#include <set>
 #include <stdexcept>
+#include <utility>
 
 namespace si::storage {
 
@@ -343,6 +346,27 @@ enqueued_event publish_event(soci::session& sql, std::string_view type, const nl
   return out;
 }
 
+bool has_subscribers(soci::session& sql, std::string_view type) {
+  // The same candidate filter as enqueue_event, then the exact check on the few rows found.
+  bool found = false;
+  std::string pattern = "%";
+  pattern += nlohmann::json(std::string(type)).dump();
+  pattern += '%';
+  bound_query q;
+  q.sql("SELECT event_types FROM webhooks WHERE enabled = 1 AND event_types LIKE ")
+      .value(std::move(pattern));
+  q.for_each_row(sql, [&](const soci::row& r) {
+    const auto types = parse_json_or(row_text(r, 0), nlohmann::json::array());
+    if (found || !types.is_array()) {
+      return;
+    }
+    found = std::any_of(types.begin(), types.end(), [&](const auto& t) {
+      return t.is_string() && t.template get_ref<const std::string&>() == type;
+    });
+  });
+  return found;
+}
+
 std::optional<enqueued_event> enqueue_test_event(soci::session& sql, const std::string& webhook_id,
                                                  long long now_ms) {
   write_transaction tx(sql);
@@ -375,7 +399,8 @@ std::string_view to_string(delivery_status status) {
 }
 
 std::vector<claimed_delivery> claim_due(soci::session& sql, long long now_ms, int limit,
-                                        long long lease_ms, const domain::secret_cipher* cipher) {
+                                        long long lease_ms, const domain::secret_cipher* cipher,
+                                        const std::vector<std::string>& skip_webhooks) {
   if (lease_ms <= 0) {
     throw std::invalid_argument("claim_due needs a positive lease (lease_ms > 0)");
   }
@@ -395,8 +420,15 @@ std::vector<claimed_delivery> claim_due(soci::session& sql, long long now_ms, in
       .value(now_ms)
       .sql(" AND (d.claimed_until IS NULL OR d.claimed_until <= ")
       .value(now_ms)
-      .sql(") ORDER BY d.next_attempt_at, d.id LIMIT ")
-      .value(static_cast<long long>(limit));
+      .sql(")");
+  if (!skip_webhooks.empty()) {
+    q.sql(" AND d.webhook_id NOT IN (");
+    for (std::size_t i = 0; i < skip_webhooks.size(); ++i) {
+      q.sql(i == 0 ? "" : ", ").value(skip_webhooks[i]);
+    }
+    q.sql(")");
+  }
+  q.sql(" ORDER BY d.next_attempt_at, d.id LIMIT ").value(static_cast<long long>(limit));
   if (postgres) {
     // Only the delivery rows are locked (not the webhook or outbox rows they join), and rows
     // another dispatcher is claiming right now are skipped rather than waited for.
@@ -417,29 +449,66 @@ std::vector<claimed_delivery> claim_due(soci::session& sql, long long now_ms, in
     candidates.push_back(std::move(d));
   });
 
-  std::vector<claimed_delivery> claimed;
-  for (std::size_t i = 0; i < candidates.size(); ++i) {
-    // Re-checked in the UPDATE itself: whatever happened since the SELECT, a row is claimed
-    // only if it is still pending and unclaimed.
+  // One UPDATE for the batch, re-checking "still pending and unclaimed" in the statement
+  // itself. The candidates are locked (PostgreSQL: FOR UPDATE OF d; SQLite: the write lock of
+  // BEGIN IMMEDIATE), so it claims them all; should it ever not, the rows that carry this
+  // claim's token are read back and only those are returned.
+  std::vector<bool> won(candidates.size(), true);
+  if (!candidates.empty()) {
+    auto in_list = [&](bound_query& q) {
+      q.sql(" id IN (");
+      for (std::size_t i = 0; i < candidates.size(); ++i) {
+        q.sql(i == 0 ? "" : ", ").value(candidates[i].delivery_id);
+      }
+      q.sql(")");
+    };
     bound_query claim;
     claim.sql("UPDATE webhook_deliveries SET claimed_until = ")
         .value(until)
         .sql(", updated_at = ")
         .value(now_ms)
-        .sql(" WHERE id = ")
-        .value(candidates[i].delivery_id)
-        .sql(" AND status = 'pending' AND (claimed_until IS NULL OR claimed_until <= ")
+        .sql(" WHERE status = 'pending' AND (claimed_until IS NULL OR claimed_until <= ")
         .value(now_ms)
-        .sql(")");
-    if (claim.execute(sql) != 1) {
+        .sql(") AND");
+    in_list(claim);
+    if (claim.execute(sql) != static_cast<long long>(candidates.size())) {
+      std::set<long long> mine;
+      bound_query check;
+      check.sql("SELECT id FROM webhook_deliveries WHERE claimed_until = ")
+          .value(until)
+          .sql(" AND");
+      in_list(check);
+      check.for_each_row(sql, [&](const soci::row& r) { mine.insert(row_int(r, 0).value_or(0)); });
+      for (std::size_t i = 0; i < candidates.size(); ++i) {
+        won[i] = mine.count(candidates[i].delivery_id) != 0;
+      }
+    }
+  }
+
+  std::vector<claimed_delivery> claimed;
+  // A batch often holds many deliveries of one webhook: open each stored secret once.
+  std::map<std::pair<std::string, std::string>, std::variant<std::string, std::string>> opened;
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    if (!won[i]) {
       continue;
     }
     auto& d = candidates[i];
-    try {
-      d.secret = domain::load_webhook_secret(cipher, stored_secrets[i], d.webhook_id);
-    } catch (const domain::webhook_crypto_error& e) {
+    auto key = std::make_pair(d.webhook_id, stored_secrets[i]);
+    auto it = opened.find(key);
+    if (it == opened.end()) {
+      std::variant<std::string, std::string> result;
+      try {
+        result.emplace<0>(domain::load_webhook_secret(cipher, stored_secrets[i], d.webhook_id));
+      } catch (const domain::webhook_crypto_error& e) {
+        result.emplace<1>(e.what());
+      }
+      it = opened.emplace(std::move(key), std::move(result)).first;
+    }
+    if (it->second.index() == 0) {
+      d.secret = std::get<0>(it->second);
+    } else {
       d.secret.clear();
-      d.secret_error = e.what();
+      d.secret_error = std::get<1>(it->second);
     }
     claimed.push_back(std::move(d));
   }
@@ -447,10 +516,13 @@ std::vector<claimed_delivery> claim_due(soci::session& sql, long long now_ms, in
   return claimed;
 }
 
-std::optional<attempt_outcome> record_attempt(soci::session& sql, const attempt_report& report,
-                                              const delivery_policy& policy,
-                                              const domain::unit_random& random) {
-  write_transaction tx(sql);
+namespace {
+
+/// record_attempt's work, inside the caller's write transaction.
+std::optional<attempt_outcome> record_in_transaction(soci::session& sql,
+                                                     const attempt_report& report,
+                                                     const delivery_policy& policy,
+                                                     const domain::unit_random& random) {
   std::optional<delivery_status> status;
   long long attempts = 0;
   std::optional<long long> claimed_until;
@@ -474,7 +546,6 @@ std::optional<attempt_outcome> record_attempt(soci::session& sql, const attempt_
     webhook_id = row_text(r, 4).value_or("");
   });
   if (!found) {
-    tx.commit();
     return std::nullopt;
   }
   if (!status) {
@@ -568,6 +639,32 @@ std::optional<attempt_outcome> record_attempt(soci::session& sql, const attempt_
         .value(webhook_id)
         .sql(" AND enabled = 1");
     out.webhook_disabled = disable.execute(sql) > 0;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<attempt_outcome> record_attempt(soci::session& sql, const attempt_report& report,
+                                              const delivery_policy& policy,
+                                              const domain::unit_random& random) {
+  write_transaction tx(sql);
+  auto out = record_in_transaction(sql, report, policy, random);
+  tx.commit();
+  return out;
+}
+
+std::vector<std::optional<attempt_outcome>> record_attempts(
+    soci::session& sql, const std::vector<attempt_report>& reports, const delivery_policy& policy,
+    const domain::unit_random& random) {
+  std::vector<std::optional<attempt_outcome>> out;
+  if (reports.empty()) {
+    return out;
+  }
+  out.reserve(reports.size());
+  write_transaction tx(sql);
+  for (const auto& report : reports) {
+    out.push_back(record_in_transaction(sql, report, policy, random));
   }
   tx.commit();
   return out;
@@ -701,6 +798,21 @@ webhook_delivery_stats delivery_stats(soci::session& sql, long long now_ms) {
       out.oldest_pending_age_ms = std::max(0LL, now_ms - *created);
     }
   });
+  return out;
+}
+
+webhook_delivery_stats pending_stats(soci::session& sql, long long now_ms) {
+  webhook_delivery_stats out;
+  // One range of the (status, created_at) index: O(pending), whatever the history holds.
+  bound_query q;
+  q.sql("SELECT COUNT(*), MIN(created_at) FROM webhook_deliveries WHERE status = 'pending'");
+  q.for_each_row(sql, [&](const soci::row& r) {
+    out.pending = row_int(r, 0).value_or(0);
+    if (const auto created = row_int(r, 1)) {
+      out.oldest_pending_age_ms = std::max(0LL, now_ms - *created);
+    }
+  });
+  out.queue_depth = out.pending;
   return out;
 }
 

@@ -83,6 +83,11 @@ enqueued_event enqueue_event(soci::session& sql, std::string_view type, const nl
 enqueued_event publish_event(soci::session& sql, std::string_view type, const nlohmann::json& data,
                              long long now_ms);
 
+/// True when an enabled webhook subscribes to event `type` (whatever its filters). Lets a
+/// writer skip building events nobody would receive (e.g. `payment.created` per ingested
+/// page); one small query on `webhooks`.
+bool has_subscribers(soci::session& sql, std::string_view type);
+
 /// Queues a `test` event (`data = {webhook_id, message}`) for webhook `webhook_id` only,
 /// whatever its subscriptions and filters, in a transaction of its own. A disabled webhook's
 /// test delivery is held like its other deliveries. nullopt when no webhook has that id.
@@ -127,10 +132,13 @@ inline constexpr int max_claim_batch = 1000;
 /// re-checked UPDATE), so concurrent dispatchers never claim one delivery twice within a
 /// lease. A claim that is neither recorded nor released (crash, kill -9) expires and the
 /// delivery becomes claimable again with the same event id: at-least-once. Secrets are
-/// opened with `cipher` (nullptr: none configured). `sql` must not be inside a transaction.
-/// Throws std::invalid_argument when `lease_ms <= 0`.
+/// opened with `cipher` (nullptr: none configured). Deliveries of the webhooks in
+/// `skip_webhooks` are left alone (a dispatcher that already holds enough of one webhook's
+/// deliveries asks for other webhooks' instead, so one slow endpoint cannot take every claim).
+/// `sql` must not be inside a transaction. Throws std::invalid_argument when `lease_ms <= 0`.
 std::vector<claimed_delivery> claim_due(soci::session& sql, long long now_ms, int limit,
-                                        long long lease_ms, const domain::secret_cipher* cipher);
+                                        long long lease_ms, const domain::secret_cipher* cipher,
+                                        const std::vector<std::string>& skip_webhooks = {});
 
 /// When a delivery gives up.
 struct delivery_policy {
@@ -178,6 +186,14 @@ std::optional<attempt_outcome> record_attempt(soci::session& sql, const attempt_
                                               const delivery_policy& policy,
                                               const domain::unit_random& random);
 
+/// `record_attempt` for several reports in ONE transaction (one commit for a batch of
+/// attempts: what a busy dispatcher does). Outcomes in the order of `reports`; on any error
+/// the whole batch rolls back and the exception propagates, so it can be retried as is.
+/// `sql` must not be inside a transaction.
+std::vector<std::optional<attempt_outcome>> record_attempts(
+    soci::session& sql, const std::vector<attempt_report>& reports, const delivery_policy& policy,
+    const domain::unit_random& random);
+
 /// Hands claimed deliveries back (dispatcher shutdown): each pending one among `ids` loses
 /// its claim and is due again at its `next_attempt_at`; attempts are unchanged. Returns how
 /// many were released.
@@ -203,6 +219,10 @@ struct webhook_delivery_stats {
 
 /// Counts by status, queue depth, in-flight and due counts, oldest pending age at `now_ms`.
 webhook_delivery_stats delivery_stats(soci::session& sql, long long now_ms);
+
+/// Only `pending`, `queue_depth` and `oldest_pending_age_ms` of delivery_stats (the others
+/// stay 0): a range of one index, cheap enough for a gauge refreshed every few seconds.
+webhook_delivery_stats pending_stats(soci::session& sql, long long now_ms);
 
 /// `{pending, delivered, failed, queue_depth, in_flight, due, oldest_pending_age_ms}`.
 nlohmann::json to_json(const webhook_delivery_stats& stats);

@@ -6,6 +6,8 @@
 #include "storage/database.hpp"
 #include "storage/shutdown_reports.hpp"
 
+#include "real_system.hpp"
+
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/scoped_actor.hpp>
@@ -24,28 +26,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct real_system {
-  caf::actor_system_config cfg;
-  caf::actor_system sys;
-  real_system() : sys(init(cfg)) {}
-  static caf::actor_system_config& init(caf::actor_system_config& cfg) {
-    cfg.set("scheduler.max-threads", size_t{2});
-    cfg.set("logger.file-verbosity", caf::atom("quiet"));
-    cfg.set("logger.console-verbosity", caf::atom("quiet"));
-    return cfg;
-  }
-};
-
-storage::database_url temp_sqlite(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path()
-             / ("si-actors-" + std::to_string(::getpid()) + "-" + name);
-  std::filesystem::remove_all(dir);
-  auto url = std::get<storage::database_url>(
-      storage::parse_database_url("sqlite://" + (dir / "t.db").string()));
-  auto sql = storage::open_session(url);
-  storage::migrate(*sql, url.kind);
-  return url;
-}
+using test::real_system;
+using test::temp_sqlite;
 
 db_task list_reports() {
   return {"shutdown_reports.list", [](soci::session& sql) {

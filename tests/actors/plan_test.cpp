@@ -48,24 +48,41 @@ TEST_CASE("the default plan is valid and uses the configured deadlines", "[plan]
   si::config::settings s;
   s.shutdown_db_timeout = 7s;
   s.shutdown_cache_timeout = 3s;
+  s.shutdown_ws_timeout = 4s;
+  s.shutdown_background_timeout = 9s;
   auto plan = default_plan(s);
   REQUIRE_FALSE(validate_plan(plan).has_value());
   for (const auto& e : plan) {
     if (e.actor == "db") {
       CHECK(e.deadline == 7s);
     }
+    if (e.actor == "ws_hub") {
+      CHECK(e.deadline == 4s);
+    }
+    if (e.actor == "broadcaster") {
+      CHECK(e.deadline == 9s);
+    }
+    if (e.actor == "webhook_dispatcher") {
+      CHECK(e.deadline == 9s);
+      CHECK(e.depends_on == std::vector<std::string>{"db"});
+    }
   }
   // The gateway, the ingestor and the schedulers stop together (none uses another).
   CHECK(stop_waves(plan).front()
         == std::vector<std::string>{"http_gateway", "ingestor", "sync_metrics", "sync_pools",
                                     "sync_trustlines"});
-  CHECK(stop_waves(plan).back() == std::vector<std::string>{"db"});
-  // gateway (0 s delay + 30 s graceful + 2 s margin) → cache 3 s → db 7 s.
-  CHECK(critical_path(plan) == 42s);
+  // Then the broadcaster (the ingestor and schedulers publish to it) with the cache and the
+  // webhook dispatcher (the gateway's webhook routes use it); the hub after the gateway and
+  // the broadcaster; the database last.
+  CHECK(stop_waves(plan).at(1)
+        == std::vector<std::string>{"broadcaster", "cache", "webhook_dispatcher"});
+  CHECK(stop_waves(plan).back() == std::vector<std::string>{"ws_hub", "db"});
+  // gateway (0 s delay + 30 s graceful + 2 s margin) → webhook_dispatcher 9 s → db 7 s.
+  CHECK(critical_path(plan) == 48s);
   s.ingest_enabled = false;
   s.sync_enabled = false;
   auto without = default_plan(s);
   REQUIRE_FALSE(validate_plan(without).has_value());
-  CHECK(stop_waves(without).front() == std::vector<std::string>{"http_gateway"});
+  CHECK(stop_waves(without).front() == std::vector<std::string>{"http_gateway", "broadcaster"});
   CHECK(without.size() == plan.size() - 4);
 }

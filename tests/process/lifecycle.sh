@@ -44,7 +44,7 @@ report_actors() { jq -r '[.actors[].actor] | sort | join(",")' "$run_dir/report.
 report_all() { jq -r "[.actors[].outcome] | all(. == \"$1\")" "$run_dir/report.json"; }
 # HORIZON_URL points at a closed loopback port: the ingestor and the Horizon-reading
 # schedulers back off and still stop ok.
-expected_actors="cache,db,http_gateway,ingestor,sync_metrics,sync_pools,sync_trustlines"
+expected_actors="broadcaster,cache,db,http_gateway,ingestor,sync_metrics,sync_pools,sync_trustlines,webhook_dispatcher,ws_hub"
 
 # --- SIGTERM on an idle server: exit 0 within 1 s, every actor ok
 times=()
