@@ -16,9 +16,10 @@ si_bench_setup
 SI_BUILD_TARGET=horizon-sim si_build "$SI_ROOT/build/release" Release >/dev/null
 SIM_BIN="$SI_ROOT/build/release/horizon-sim"
 cleanup() {
-  si_bench_stop_server
-  si_stop_sim
-  si_stop_services
+  # Each step runs whatever the previous one returned (set -e must not skip the rest).
+  si_bench_stop_server || true
+  si_stop_sim || true
+  si_stop_services || true
   rm -rf "$BENCH_DIR"
 }
 trap cleanup EXIT
