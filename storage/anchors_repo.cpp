@@ -202,31 +202,6 @@ std::optional<std::string> home_domain_error(const std::string& domain) {
 
 }  // namespace
 
-std::optional<anchor_status> parse_anchor_status(std::string_view text) {
-  if (text == "green") {
-    return anchor_status::green;
-  }
-  if (text == "yellow") {
-    return anchor_status::yellow;
-  }
-  if (text == "red") {
-    return anchor_status::red;
-  }
-  return std::nullopt;
-}
-
-std::string_view to_string(anchor_status status) {
-  switch (status) {
-    case anchor_status::green:
-      return "green";
-    case anchor_status::yellow:
-      return "yellow";
-    case anchor_status::red:
-      break;
-  }
-  return "red";
-}
-
 std::optional<anchor_sort> parse_anchor_sort(std::string_view text) {
   if (text == "reliability") {
     return anchor_sort::reliability;

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "domain/metrics.hpp"
 #include "storage/api_queries.hpp"
 
 namespace soci {
@@ -17,13 +18,11 @@ class session;
 
 namespace si::storage {
 
-/// An anchor's health light.
-enum class anchor_status { green, yellow, red };
-
-/// Parses `green`, `yellow`, `red`; nullopt otherwise.
-std::optional<anchor_status> parse_anchor_status(std::string_view text);
-/// `green`, `yellow` or `red`.
-std::string_view to_string(anchor_status status);
+/// An anchor's health light: the one the metrics sync computes (domain/metrics.hpp), with
+/// its parse_anchor_status / to_string.
+using domain::anchor_status;
+using domain::parse_anchor_status;
+using domain::to_string;
 
 /// What an anchor list is sorted by.
 enum class anchor_sort { reliability, transactions, name };
