@@ -30,37 +30,6 @@ using std::chrono::milliseconds;
 
 namespace {
 
-enum route_id : int {
-  r_health,
-  r_ready,
-  r_metrics,
-  r_cache_stats,
-  r_shutdown_reports,
-  r_test_slow,
-  r_test_broadcast,
-  r_ingestion_status,
-  r_corridors,
-  r_corridor,
-  r_anchors,
-  r_anchor,
-  r_anchor_by_account,
-  r_anchor_create,
-  r_anchor_add_asset,
-  r_pools,
-  r_pool_stats,
-  r_pool,
-  r_pool_snapshots,
-  r_trust_stats,
-  r_trust_rankings,
-  r_trust_history,
-  r_webhooks_list,
-  r_webhook_create,
-  r_webhook_get,
-  r_webhook_delete,
-  r_webhook_deliveries,
-  r_webhook_test,
-};
-
 /// The ingestion stream the ingestor records its cursor and state under.
 constexpr std::string_view ingestion_stream = "horizon";
 
@@ -69,166 +38,10 @@ net::http_response error(const net::http_request& req, int status, std::string_v
   return net::make_error_response(status, code, message, req.request_id);
 }
 
-/// An error that names the request field at fault (`error.field`).
-net::http_response field_error_response(const net::http_request& req, int status,
-                                        std::string_view code, const std::string& field,
-                                        const std::string& message) {
-  auto r = error(req, status, code, message);
-  auto body = nlohmann::json::parse(r.body);
-  body["error"]["field"] = field;
-  r.body = body.dump();
-  return r;
-}
-
-/// A positive integer path parameter (anchor ids), nullopt otherwise.
-std::optional<long long> positive_id(const std::string& raw) {
-  char* end = nullptr;
-  errno = 0;
-  long long id = std::strtoll(raw.c_str(), &end, 10);
-  if (raw.empty() || *end != '\0' || errno != 0 || id <= 0) {
-    return std::nullopt;
-  }
-  return id;
-}
-
 /// A repository's "maybe found" as JSON: null means 404 to serve_cached.
 nlohmann::json or_null(std::optional<nlohmann::json> v) {
   return v ? std::move(*v) : nlohmann::json(nullptr);
 }
-
-/// Reads and validates query parameters; the first problem wins and names the field.
-class query_reader {
- public:
-  explicit query_reader(const net::http_request& req) {
-    auto parsed = net::parse_query(req.query);
-    if (!parsed) {
-      error_ = "query string has a malformed percent-escape";
-      field_ = "query";
-    } else {
-      params_ = std::move(*parsed);
-    }
-  }
-
-  /// An integer in [lo, hi], `def` when absent.
-  int64_t integer(const std::string& name, int64_t def, int64_t lo, int64_t hi) {
-    auto v = raw(name);
-    if (!v) {
-      return def;
-    }
-    char* end = nullptr;
-    errno = 0;
-    long long x = std::strtoll(v->c_str(), &end, 10);
-    if (v->empty() || *end != '\0' || errno != 0 || x < lo || x > hi) {
-      fail(name, "must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi)
-                     + ", got '" + *v + "'");
-      return def;
-    }
-    return x;
-  }
-
-  /// A finite number in [lo, hi], nullopt when absent.
-  std::optional<double> number(const std::string& name, double lo, double hi) {
-    auto v = raw(name);
-    if (!v) {
-      return std::nullopt;
-    }
-    char* end = nullptr;
-    double x = std::strtod(v->c_str(), &end);
-    if (v->empty() || *end != '\0' || !std::isfinite(x) || x < lo || x > hi) {
-      fail(name, "must be a number from " + std::to_string(lo) + " to " + std::to_string(hi)
-                     + ", got '" + *v + "'");
-      return std::nullopt;
-    }
-    return x;
-  }
-
-  /// Free text, nullopt when absent.
-  std::optional<std::string> text(const std::string& name) {
-    return raw(name);
-  }
-
-  /// Records a validation problem found by the caller.
-  void reject(const std::string& field, std::string message) {
-    fail(field, std::move(message));
-  }
-
-  /// `limit` (1..200, default 50) and `offset` (>= 0).
-  storage::page_request page() {
-    storage::page_request p;
-    p.limit =
-        static_cast<int>(integer("limit", storage::default_page_limit, 1, storage::max_page_limit));
-    p.offset = integer("offset", 0, 0, std::numeric_limits<int32_t>::max());
-    return p;
-  }
-
-  /// `order=asc|desc`, nullopt when absent.
-  std::optional<storage::sort_order> order() {
-    auto o = one_of("order", "", {"asc", "desc"});
-    return o.empty() ? std::nullopt : storage::parse_sort_order(o);
-  }
-
-  /// The parameters in canonical (sorted) form, for cache keys.
-  std::string canonical() const {
-    std::string out;
-    for (const auto& [k, v] : params_) {
-      out += (out.empty() ? "" : "&") + k + "=" + v;
-    }
-    return out;
-  }
-
-  /// One of `allowed`, `def` when absent.
-  std::string one_of(const std::string& name, const std::string& def,
-                     const std::vector<std::string>& allowed) {
-    auto v = raw(name);
-    if (!v) {
-      return def;
-    }
-    for (const auto& a : allowed) {
-      if (*v == a) {
-        return a;
-      }
-    }
-    std::string list;
-    for (const auto& a : allowed) {
-      list += (list.empty() ? "" : "|") + a;
-    }
-    fail(name, "must be one of " + list + ", got '" + *v + "'");
-    return def;
-  }
-
-  /// Call after reading every known parameter: an unknown one is an error too.
-  std::optional<net::http_response> finish(const net::http_request& req) {
-    if (error_.empty()) {
-      for (const auto& [k, v] : params_) {
-        if (used_.count(k) == 0) {
-          fail(k, "is not a parameter of this endpoint");
-          break;
-        }
-      }
-    }
-    if (error_.empty()) {
-      return std::nullopt;
-    }
-    return field_error_response(req, 400, "INVALID_PARAMETER", field_, field_ + " " + error_);
-  }
-
- private:
-  std::optional<std::string> raw(const std::string& name) {
-    used_.insert(name);
-    auto i = params_.find(name);
-    return i == params_.end() ? std::nullopt : std::optional<std::string>{i->second};
-  }
-  void fail(const std::string& field, std::string message) {
-    if (error_.empty()) {
-      field_ = field;
-      error_ = std::move(message);
-    }
-  }
-  net::query_params params_;
-  std::set<std::string> used_;
-  std::string field_;
-  std::string error_;
-};
 
 /// 401/403 for a request that needs the admin token, or nullopt when it may proceed.
 std::optional<net::http_response> check_auth(const route_context& ctx, const net::http_request& req,
@@ -283,44 +96,6 @@ void serve_cached(route_context& ctx, net::http_request req, net::respond_fn res
   });
 }
 
-/// The JSON object body of a write, or nullopt after answering 415/400 itself.
-std::optional<nlohmann::json> json_body(const net::http_request& req,
-                                        const net::respond_fn& respond) {
-  auto ct = req.header("Content-Type");
-  if (!ct || !net::iequals(ct->substr(0, std::min<size_t>(ct->size(), 16)), "application/json")) {
-    respond(error(req, 415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json"));
-    return std::nullopt;
-  }
-  auto body = nlohmann::json::parse(req.body, nullptr, false);
-  if (body.is_discarded()) {
-    respond(error(req, 400, "INVALID_JSON", "the request body is not valid JSON"));
-    return std::nullopt;
-  }
-  if (!body.is_object()) {
-    respond(error(req, 400, "INVALID_JSON", "the request body must be a JSON object"));
-    return std::nullopt;
-  }
-  return body;
-}
-
-/// A required string field of a write body, or nullopt after answering 422 itself.
-std::optional<std::string> string_field(const nlohmann::json& body, const std::string& name,
-                                        bool required, const net::http_request& req,
-                                        const net::respond_fn& respond) {
-  auto i = body.find(name);
-  if (i == body.end() || i->is_null()) {
-    if (required) {
-      respond(field_error_response(req, 422, "VALIDATION_FAILED", name, name + " is required"));
-    }
-    return std::nullopt;
-  }
-  if (!i->is_string()) {
-    respond(field_error_response(req, 422, "VALIDATION_FAILED", name, name + " must be a string"));
-    return std::nullopt;
-  }
-  return i->get<std::string>();
-}
-
 /// Turns a repository write outcome into JSON the gateway can map to a status.
 template <class Variant>
 nlohmann::json write_outcome(Variant&& result) {
@@ -369,28 +144,6 @@ void run_write(route_context& ctx, net::http_request req, net::respond_fn respon
 /// The cache key of a GET: path plus canonical query.
 std::string cache_key(const net::http_request& req, const query_reader& q) {
   return "api:" + req.path + "?" + q.canonical();
-}
-
-bool is_pool_id(const std::string& id) {
-  if (id.size() != 64) {
-    return false;
-  }
-  for (char c : id) {
-    if (!std::isxdigit(static_cast<unsigned char>(c))
-        || std::isupper(static_cast<unsigned char>(c))) {
-      return false;
-    }
-  }
-  return true;
-}
-
-/// `wh_` + 26 upper-case Crockford base32 characters (domain::new_webhook_id).
-bool is_webhook_id(const std::string& id) {
-  if (id.size() != 29 || id.compare(0, 3, "wh_") != 0) {
-    return false;
-  }
-  return std::all_of(id.begin() + 3, id.end(),
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z'); });
 }
 
 /// /api/v1/webhooks (api.md, Webhooks). Every route needs the admin token, reads included:
@@ -962,43 +715,6 @@ bool bearer_matches(const net::http_request& req, const std::string& token) {
     diff |= static_cast<unsigned char>(token[i] ^ (i < given.size() ? given[i] : 0));
   }
   return diff == 0;
-}
-
-bool is_write(const std::string& method) {
-  return method == "POST" || method == "PUT" || method == "PATCH" || method == "DELETE";
-}
-
-void register_routes(net::router& r, bool test_routes) {
-  r.add("GET", "/health", r_health);
-  r.add("GET", "/health/ready", r_ready);
-  r.add("GET", "/metrics", r_metrics);
-  r.add("GET", "/api/v1/cache/stats", r_cache_stats);
-  r.add("GET", "/api/v1/admin/shutdown-reports", r_shutdown_reports);
-  r.add("GET", "/api/v1/ingestion/status", r_ingestion_status);
-  r.add("GET", "/api/v1/corridors", r_corridors);
-  r.add("GET", "/api/v1/corridors/{id}", r_corridor);
-  r.add("GET", "/api/v1/anchors", r_anchors);
-  r.add("POST", "/api/v1/anchors", r_anchor_create);
-  r.add("GET", "/api/v1/anchors/{id}", r_anchor);
-  r.add("GET", "/api/v1/anchors/account/{account}", r_anchor_by_account);
-  r.add("POST", "/api/v1/anchors/{id}/assets", r_anchor_add_asset);
-  r.add("GET", "/api/v1/liquidity-pools", r_pools);
-  r.add("GET", "/api/v1/liquidity-pools/stats", r_pool_stats);
-  r.add("GET", "/api/v1/liquidity-pools/{pool_id}", r_pool);
-  r.add("GET", "/api/v1/liquidity-pools/{pool_id}/snapshots", r_pool_snapshots);
-  r.add("GET", "/api/v1/trustlines/stats", r_trust_stats);
-  r.add("GET", "/api/v1/trustlines/rankings", r_trust_rankings);
-  r.add("GET", "/api/v1/trustlines/{code}/{issuer}/history", r_trust_history);
-  r.add("GET", "/api/v1/webhooks", r_webhooks_list);
-  r.add("POST", "/api/v1/webhooks", r_webhook_create);
-  r.add("GET", "/api/v1/webhooks/{id}", r_webhook_get);
-  r.add("DELETE", "/api/v1/webhooks/{id}", r_webhook_delete);
-  r.add("GET", "/api/v1/webhooks/{id}/deliveries", r_webhook_deliveries);
-  r.add("POST", "/api/v1/webhooks/{id}/test", r_webhook_test);
-  if (test_routes) {
-    r.add("GET", "/api/v1/test/slow", r_test_slow);
-    r.add("POST", "/api/v1/test/broadcast", r_test_broadcast);
-  }
 }
 
 void handle_request(route_context& ctx, const net::route_match& match, net::http_request req,

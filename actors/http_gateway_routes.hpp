@@ -4,6 +4,7 @@
 /// and database only through `upstream`, so this file holds no actor code.
 
 #include "actors/db.hpp"
+#include "actors/http_gateway_request.hpp"  // register_routes, is_write, request checks
 #include "actors/ingestor.hpp"
 #include "net/http_types.hpp"
 #include "net/router.hpp"
@@ -69,12 +70,6 @@ struct route_context {
   /// What /api/v1/webhooks needs besides the database (null: those routes answer 503).
   std::shared_ptr<const webhook_api_options> webhooks;
 };
-
-/// Adds every route of api.md (and the test-only ones when enabled) to `r`.
-void register_routes(net::router& r, bool test_routes);
-
-/// True for methods that change state (refused with 503 during drain).
-bool is_write(const std::string& method);
 
 /// Answers one request whose route was matched (or not: 404/405/400 come from here too).
 void handle_request(route_context& ctx, const net::route_match& match, net::http_request req,

@@ -102,9 +102,12 @@ void sse_parser::process_line(std::string_view line, std::vector<sse_event>& out
       block_has_id_ = true;
     }
   } else if (field == "retry") {
+    // At most 18 digits always fit in int64; a longer value is not read at all (reading it
+    // first overflowed, which is undefined behaviour).
     bool digits = !value.empty() && value.size() <= 18;
     int64_t ms = 0;
-    for (char c : value) {
+    for (std::size_t i = 0; digits && i < value.size(); ++i) {
+      const char c = value[i];
       if (c < '0' || c > '9') {
         digits = false;
         break;

@@ -52,14 +52,6 @@ namespace {
 constexpr std::size_t first_read_size = 8 * 1024;
 constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
 
-/// X-Request-ID values we echo: 1..128 visible ASCII characters (no space, no control).
-bool sane_request_id(std::string_view id) {
-  if (id.empty() || id.size() > 128) {
-    return false;
-  }
-  return std::all_of(id.begin(), id.end(), [](char c) { return c >= 0x21 && c <= 0x7e; });
-}
-
 /// RFC 9110 token characters, for header names the handler hands us.
 bool is_token(std::string_view s) {
   static constexpr std::string_view extra = "!#$%&'*+-.^_`|~";
@@ -110,19 +102,6 @@ std::string_view sv(beast::string_view s) {
 
 double millis_since(steady::time_point start) {
   return std::chrono::duration<double, std::milli>(steady::now() - start).count();
-}
-
-/// Splits a request-target into path and query; the absolute form ("http://host/p?q",
-/// RFC 9112 §3.2.2) keeps its path and query only.
-void split_target(const std::string& target, std::string& path, std::string& query) {
-  std::string origin = target;
-  if (auto scheme = origin.find("://"); !origin.starts_with('/') && scheme != origin.npos) {
-    auto rest = origin.find_first_of("/?", scheme + 3);
-    origin = rest == origin.npos ? "/" : (origin[rest] == '?' ? "/" : "") + origin.substr(rest);
-  }
-  auto q = origin.find('?');
-  path = origin.substr(0, q);
-  query = q == origin.npos ? std::string() : origin.substr(q + 1);
 }
 
 /// The WebSocket options, checked (http_server's constructor throws for invalid ones).

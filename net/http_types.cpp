@@ -40,6 +40,24 @@ void http_response::set_header(std::string_view name, std::string value) {
   headers.emplace_back(std::string(name), std::move(value));
 }
 
+bool sane_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) {
+    return false;
+  }
+  return std::all_of(id.begin(), id.end(), [](char c) { return c >= 0x21 && c <= 0x7e; });
+}
+
+void split_target(const std::string& target, std::string& path, std::string& query) {
+  std::string origin = target;
+  if (auto scheme = origin.find("://"); !origin.starts_with('/') && scheme != origin.npos) {
+    auto rest = origin.find_first_of("/?", scheme + 3);
+    origin = rest == origin.npos ? "/" : (origin[rest] == '?' ? "/" : "") + origin.substr(rest);
+  }
+  auto q = origin.find('?');
+  path = origin.substr(0, q);
+  query = q == origin.npos ? std::string() : origin.substr(q + 1);
+}
+
 http_response make_error_response(int status, std::string_view code, std::string_view message,
                                   std::string_view request_id) {
   nlohmann::json body = {

@@ -22,6 +22,14 @@ std::optional<std::string_view> find_header(const header_list& headers, std::str
 /// True when `a` and `b` are equal ignoring ASCII case.
 bool iequals(std::string_view a, std::string_view b) noexcept;
 
+/// X-Request-ID values the server echoes: 1..128 visible ASCII characters (no space, no
+/// control); any other value is replaced by a generated id.
+bool sane_request_id(std::string_view id);
+
+/// Splits a request-target into path and query (neither percent-decoded); the absolute form
+/// ("http://host/p?q", RFC 9112 §3.2.2) keeps its path and query only.
+void split_target(const std::string& target, std::string& path, std::string& query);
+
 /// One complete HTTP request as read from a connection (body fully received).
 struct http_request {
   std::string method;     ///< e.g. "GET", as sent
