@@ -1,9 +1,9 @@
 #include "actors/ws_hub.hpp"
 
 #include "config/logging.hpp"
-#include "domain/asset.hpp"
 #include "net/http_server.hpp"
 #include "net/prometheus.hpp"
+#include "net/ws_fanout.hpp"
 #include "net/router.hpp"
 #include "storage/database.hpp"
 
@@ -43,22 +43,6 @@ void describe_ws_metrics(net::metrics_registry& m) {
   m.describe_counter("si_ws_payments_skipped_total",
                      "Payments not published as new_payment, by reason (catch_up: the batch was "
                      "behind the network tip; cap: over the per-batch limit).");
-}
-
-std::optional<std::string> canonical_channel(std::string_view channel) {
-  for (std::string_view fixed : {"corridors", "anchors", "pools", "payments", "alerts"}) {
-    if (channel == fixed) {
-      return std::string{channel};
-    }
-  }
-  constexpr std::string_view corridor_prefix = "corridor:";
-  if (channel.substr(0, corridor_prefix.size()) == corridor_prefix) {
-    auto key = domain::parse_corridor_id(channel.substr(corridor_prefix.size()));
-    if (auto* k = std::get_if<domain::corridor_key>(&key)) {
-      return std::string{corridor_prefix} + k->id();
-    }
-  }
-  return std::nullopt;
 }
 
 milliseconds ws_cut_after(milliseconds deadline) {
@@ -333,28 +317,9 @@ void unsubscribe(hub_state& st, client& cl, const std::vector<std::string>& name
   }
 }
 
-/// subscribe / unsubscribe: every channel must be valid, else nothing changes.
-void on_subscription(hub_state& st, client& cl, const nlohmann::json& m, bool add) {
-  auto it = m.find("channels");
-  if (it == m.end() || !it->is_array() || it->empty()) {
-    send_error(st, *cl.conn, "\"channels\" must be a non-empty array of channel names");
-    return;
-  }
-  std::vector<std::string> names;
-  for (const auto& v : *it) {
-    if (!v.is_string()) {
-      send_error(st, *cl.conn, "\"channels\" must be a non-empty array of channel names");
-      return;
-    }
-    auto name = canonical_channel(v.get_ref<const std::string&>());
-    if (!name) {
-      send_error(st, *cl.conn, "unknown channel '" + v.get<std::string>() + "'");
-      return;
-    }
-    if (std::find(names.begin(), names.end(), *name) == names.end()) {
-      names.push_back(std::move(*name));
-    }
-  }
+/// subscribe / unsubscribe of valid channels (parse_ws_client_message checked each one);
+/// past the channel limit nothing changes.
+void on_subscription(hub_state& st, client& cl, const std::vector<std::string>& names, bool add) {
   if (add) {
     std::size_t after = cl.channels.size();
     for (const auto& n : names) {
@@ -410,29 +375,34 @@ void on_text(self_ptr self, const net::ws_connection_ptr& c, const std::string& 
     c->close(net::ws_close::policy_violation, "rate limit exceeded");
     return;
   }
-  auto m = nlohmann::json::parse(text, nullptr, false);
-  if (m.is_discarded()) {
-    send_error(st, *c, "invalid JSON");
-    return;
-  }
-  auto type = m.is_object() ? m.find("type") : m.end();
-  if (!m.is_object() || type == m.end() || !type->is_string()) {
-    send_error(st, *c, "a message must be a JSON object with a string \"type\"");
-    return;
-  }
-  const auto& t = type->get_ref<const std::string&>();
-  if (t == "subscribe" || t == "unsubscribe") {
-    on_subscription(st, cl, m, t == "subscribe");
-  } else if (t == "ping") {
-    auto ts = m.find("timestamp");
-    nlohmann::json stamp = ts != m.end() && ts->is_number() ? *ts : nlohmann::json(nullptr);
-    if (stamp.is_null()) {
-      stamp = storage::unix_ms_now();  // no client timestamp: the server's time
+  auto m = parse_ws_client_message(text);
+  switch (m.type) {
+    case ws_client_message::kind::subscribe:
+    case ws_client_message::kind::unsubscribe:
+      on_subscription(st, cl, m.channels, m.type == ws_client_message::kind::subscribe);
+      return;
+    case ws_client_message::kind::ping: {
+      auto stamp = std::move(m.timestamp);
+      if (stamp.is_null()) {
+        stamp = storage::unix_ms_now();  // no client timestamp: the server's time
+      }
+      send_control(st, *c, {{"type", "pong"}, {"timestamp", stamp}});
+      return;
     }
-    send_control(st, *c, {{"type", "pong"}, {"timestamp", stamp}});
-  } else {
-    send_error(st, *c, "unknown message type '" + t + "'");
+    case ws_client_message::kind::invalid:
+      send_error(st, *c, std::move(m.error));
+      return;
   }
+}
+
+/// Every client's connection, for the drain's batched calls.
+std::vector<net::ws_connection*> all_connections(hub_state& st) {
+  std::vector<net::ws_connection*> all;
+  all.reserve(st.clients.size());
+  for (auto& [id, cl] : st.clients) {
+    all.push_back(cl.conn.get());
+  }
+  return all;
 }
 
 /// Drain, step 2 (the grace passed): the close frame 1001 to every client.
@@ -444,9 +414,8 @@ void send_closes(self_ptr self) {
   st.closes_sent = true;
   st.log->info("grace of {} ms over: closing {} connections with 1001", st.opts.grace.count(),
                st.clients.size());
-  for (auto& [id, cl] : st.clients) {
-    cl.conn->close(net::ws_close::going_away, "server shutting down");
-  }
+  // One batched pass: each close frame goes out behind what is queued (server_shutdown).
+  net::ws_close_all(all_connections(st), net::ws_close::going_away, "server shutting down");
 }
 
 /// Drain, step 3 (the hub's deadline): whoever has not answered is dropped.
@@ -569,19 +538,12 @@ ws_hub_actor::behavior_type hub_impl(self_ptr self, ws_hub_options opts) {
         }
         ++st.publishes;
         auto started = std::chrono::steady_clock::now();
-        uint64_t queued = 0;
-        auto deliver = [&](net::ws_connection* c) {
-          auto r = c->send(payload);
-          if (r == net::ws_send_result::queued) {
-            ++queued;
-          } else if (r == net::ws_send_result::overflow) {
-            count_overflow(st, *c);
-          }
-        };
+        std::vector<net::ws_connection*> targets;
         if (names.size() == 1) {
           if (auto ch = st.channels.find(names.front()); ch != st.channels.end()) {
+            targets.reserve(ch->second.size());
             for (auto& [id, c] : ch->second) {
-              deliver(c);
+              targets.push_back(c);
             }
           }
         } else {
@@ -594,11 +556,18 @@ ws_hub_actor::behavior_type hub_impl(self_ptr self, ws_hub_options opts) {
             }
             for (auto& [id, c] : ch->second) {
               if (seen.insert(id).second) {
-                deliver(c);
+                targets.push_back(c);
               }
             }
           }
         }
+        // One batched call: the io threads are woken per chunk of connections, not per
+        // connection, and start writing while the rest is being queued.
+        auto r = net::ws_fanout(targets, payload);
+        for (auto* c : r.overflowed) {
+          count_overflow(st, *c);
+        }
+        const uint64_t queued = r.queued;
         st.sent_broadcast += queued;
         count_sent(st, "broadcast", queued);
         if (queued > 0 && st.opts.metrics) {
@@ -617,6 +586,12 @@ ws_hub_actor::behavior_type hub_impl(self_ptr self, ws_hub_options opts) {
       },
       [=](drain_atom) -> caf::result<std::string> {
         auto& st = self->state;
+        if (st.opts.test_hang_on_drain) {
+          // Test-only (TEST_HANG_ON_DRAIN): stuck in its drain while everything else goes on;
+          // the supervisor's deadline must report it timed_out and kill it.
+          st.log->warn("TEST_HANG_ON_DRAIN: ignoring the drain request");
+          return self->make_response_promise<std::string>();
+        }
         if (st.drain_promise) {
           return make_error(errc::closing, "drain already in progress");
         }
@@ -631,9 +606,13 @@ ws_hub_actor::behavior_type hub_impl(self_ptr self, ws_hub_options opts) {
             {"message", "the server is shutting down; reconnect shortly"},
             {"reconnect_after_ms", st.opts.reconnect_after.count()}}.dump());
         st.d_connections = st.clients.size();
-        for (auto& [id, cl] : st.clients) {
-          st.d_notified += notify_shutdown(st, cl) ? 1 : 0;
+        auto notified = net::ws_fanout(all_connections(st), st.shutdown_message);
+        for (auto* c : notified.overflowed) {
+          count_overflow(st, *c);
         }
+        st.d_notified = notified.queued;
+        st.sent_control += notified.queued;
+        count_sent(st, "control", notified.queued);
         st.log->info(
             "drain: server_shutdown sent to {} of {} connections; close 1001 in {} ms, "
             "deadline {} ms",
@@ -644,14 +623,17 @@ ws_hub_actor::behavior_type hub_impl(self_ptr self, ws_hub_options opts) {
           return promise;
         }
         // The close frames after the grace because clients need time to act on
-        // server_shutdown (stop sending, plan the reconnect) before the socket goes.
+        // server_shutdown (stop sending, plan the reconnect) before the socket goes. Both
+        // timers count from the drain's start, not from the end of the notification pass.
+        auto elapsed =
+            std::chrono::duration_cast<milliseconds>(self->clock().now() - st.drain_started);
         auto close_at = std::min(st.opts.grace, st.cut_after);
-        if (close_at.count() == 0) {
+        if (close_at <= elapsed) {
           send_closes(self);
         } else {
-          self->delayed_send(self, close_at, drain_step_atom_v);
+          self->delayed_send(self, close_at - elapsed, drain_step_atom_v);
         }
-        self->delayed_send(self, st.cut_after, cut_atom_v);
+        self->delayed_send(self, std::max(st.cut_after - elapsed, milliseconds{0}), cut_atom_v);
         return promise;
       },
       [=](drain_step_atom) { send_closes(self); },

@@ -5,6 +5,7 @@
 /// message, and the WebSocket part of the shutdown (server_shutdown, grace, close 1001).
 
 #include "actors/atoms.hpp"
+#include "actors/ws_protocol.hpp"  // canonical_channel, parse_ws_client_message
 #include "net/ws_connection.hpp"
 
 #include <caf/actor.hpp>
@@ -141,6 +142,8 @@ struct ws_hub_options {
   /// (a fifth of it, at most 500 ms) so that its report still arrives in time.
   std::chrono::milliseconds deadline{5'000};
   std::chrono::milliseconds reconnect_after{1'000};  ///< WS_RECONNECT_AFTER_MS, advertised
+  /// TEST_HANG_ON_DRAIN: ignore the drain request (tests of timed_out and hard deadline).
+  bool test_hang_on_drain = false;
 };
 
 /// Spawns the hub; it attaches itself to the endpoint in its init.
@@ -149,10 +152,6 @@ ws_hub_actor spawn_ws_hub(caf::actor_system& sys, ws_hub_options opts);
 /// Describes the metric families of the hub and the broadcaster (call once per registry;
 /// the transport counters the gateway mirrors are in describe_http_metrics).
 void describe_ws_metrics(net::metrics_registry& m);
-
-/// The channel as the hub keys it (`corridor:<id>` with the id in canonical form, e.g.
-/// `native` → `XLM:native`), or nullopt when it is not a channel of api.md.
-std::optional<std::string> canonical_channel(std::string_view channel);
 
 /// When the hub stops waiting for close replies: `deadline` less a fifth of it, at most
 /// 500 ms.

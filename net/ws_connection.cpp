@@ -2,12 +2,16 @@
 
 #include <algorithm>
 #include <exception>
+#include <optional>
 #include <stdexcept>
 #include <utility>
 #include <vector>
 
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/stream_traits.hpp>
 #include <boost/beast/websocket/stream.hpp>
@@ -134,6 +138,24 @@ std::string close_reason_text(std::string reason) {
   return reason;
 }
 
+/// A completion handler that asio treats as a continuation of the handler running now
+/// (the asio_handler_is_continuation hook): a write that completes at once (nearly every
+/// write) queues its completion on the calling io thread, with no lock of the shared queue
+/// and no wake-up of another io thread per message. The pump always runs on an io thread.
+template <class F>
+struct continuation {
+  F f;
+  template <class... Args>
+  void operator()(Args&&... args) {
+    f(std::forward<Args>(args)...);
+  }
+  friend bool asio_handler_is_continuation(continuation*) {
+    return true;
+  }
+};
+template <class F>
+continuation(F) -> continuation<F>;
+
 double millis_since(steady::time_point start) {
   return std::chrono::duration<double, std::milli>(steady::now() - start).count();
 }
@@ -152,6 +174,10 @@ class ws_handle final : public ws_connection {
 
   ws_send_result send(std::shared_ptr<const std::string> message) override;
   void close(std::uint16_t code, std::string reason) override;
+
+  /// send() without the wake-up post: `wake` is set when the writer is idle and the session
+  /// must be kicked (by send() itself or a ws_wake_batch).
+  ws_send_result enqueue(std::shared_ptr<const std::string> message, bool& wake);
   void drop() override;
   bool is_open() const override;
 
@@ -225,6 +251,22 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     return ws_.get_executor();
   }
 
+  /// Runs `fn(*this)` on the session's strand: at once when called on an io thread with the
+  /// strand idle, else queued on the strand. The concrete strand type when the socket has
+  /// one (the server's sockets do), which skips the type-erased executor's overhead.
+  template <class Fn>
+  static void dispatch(std::shared_ptr<ws_session> s, Fn fn) {
+    if (s->strand_) {
+      const auto& strand = *s->strand_;  // a member: alive as long as the lambda holds `s`
+      asio::dispatch(strand, [s = std::move(s), fn = std::move(fn)]() mutable { fn(*s); });
+    } else {
+      auto ex = s->executor();
+      asio::dispatch(ex, [s = std::move(s), fn = std::move(fn)]() mutable { fn(*s); });
+    }
+  }
+
+  using strand_type = asio::strand<asio::io_context::executor_type>;
+
  private:
   void on_accept(const error_code& ec);
   void do_read();
@@ -249,6 +291,8 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   const std::shared_ptr<ws_handle> handle_;
   ws_handlers handlers_;
   websocket::stream<tcp::socket> ws_;
+  /// The socket's strand as its concrete type (unset if it is another executor).
+  std::optional<strand_type> strand_;
   asio::steady_timer close_timer_;
   beast::flat_buffer read_buffer_;
   std::optional<beast::http::request<beast::http::string_body>> request_;
@@ -290,8 +334,18 @@ ws_send_result ws_handle::send(std::shared_ptr<const std::string> message) {
   if (!message) {
     throw std::invalid_argument("ws_connection::send: null message");
   }
+  bool wake = false;
+  const auto r = enqueue(std::move(message), wake);
+  if (r != ws_send_result::queued || !wake) {
+    return r;  // refused, or the writer is busy / a pump is already posted
+  }
+  return post_to_session([](ws_session& s) { s.on_kick(); }) ? ws_send_result::queued
+                                                             : ws_send_result::closed;
+}
+
+ws_send_result ws_handle::enqueue(std::shared_ptr<const std::string> message, bool& wake) {
   const auto& o = registry_->options_;
-  bool kick = false;
+  wake = false;
   bool overflowed = false;
   std::size_t discarded = 0;
   std::size_t queued_before = 0;
@@ -308,7 +362,7 @@ ws_send_result ws_handle::send(std::shared_ptr<const std::string> message) {
       queue_.push(std::move(message));
       ++queued_messages_;
       queued_bytes_ += size;
-      kick = !std::exchange(pump_pending_, true);
+      wake = !std::exchange(pump_pending_, true);
     } else {
       // Before the close request because the close frame must not wait behind messages the
       // client is not reading; the one being written (if any) still completes first.
@@ -326,11 +380,7 @@ ws_send_result ws_handle::send(std::shared_ptr<const std::string> message) {
     }
   }
   if (!overflowed) {
-    if (!kick) {
-      return ws_send_result::queued;  // the writer is busy or a pump is already posted
-    }
-    return post_to_session([](ws_session& s) { s.on_kick(); }) ? ws_send_result::queued
-                                                               : ws_send_result::closed;
+    return ws_send_result::queued;
   }
   auto& c = registry_->counters_;
   ++c.overflow_closes;
@@ -391,6 +441,13 @@ ws_session::ws_session(std::shared_ptr<ws_registry> registry, ws_handoff handoff
       handle_(std::make_shared<ws_handle>(handoff.id, std::move(handoff.remote), registry_)),
       handlers_(std::move(handoff.handlers)),
       ws_(std::move(handoff.socket)),
+      strand_([this]() -> std::optional<strand_type> {
+        const auto ex = ws_.get_executor();
+        if (const auto* strand = ex.target<strand_type>()) {
+          return *strand;
+        }
+        return std::nullopt;
+      }()),
       close_timer_(ws_.get_executor()),
       request_(std::move(handoff.request)),
       request_id_(std::move(handoff.request_id)),
@@ -560,9 +617,10 @@ void ws_session::pump() {
     return;
   }
   ws_.text(true);
-  ws_.async_write(
-      asio::buffer(*writing_),
-      [self = shared_from_this()](const error_code& ec, std::size_t) { self->on_write(ec); });
+  ws_.async_write(asio::buffer(*writing_),
+                  continuation{[self = shared_from_this()](const error_code& ec, std::size_t) {
+                    self->on_write(ec);
+                  }});
 }
 
 void ws_session::on_write(const error_code& ec) {
@@ -639,7 +697,8 @@ void ws_session::send_close_frame(std::uint16_t code, std::string reason) {
   ws_.set_option(off);
   websocket::close_reason cr(code);
   cr.reason = reason;
-  ws_.async_close(cr, [self = shared_from_this()](const error_code& ec) { self->on_close(ec); });
+  ws_.async_close(
+      cr, continuation{[self = shared_from_this()](const error_code& ec) { self->on_close(ec); }});
 }
 
 void ws_session::on_close(const error_code& ec) {
@@ -746,6 +805,103 @@ void ws_registry::drop_all() {
   for (auto& [id, s] : all) {
     s->drop_on_stop();
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// Batched calls (net/ws_fanout.cpp)
+
+ws_handle* transport_handle(ws_connection* connection) noexcept {
+  return dynamic_cast<ws_handle*>(connection);
+}
+
+ws_send_result enqueue_message(ws_handle& handle, std::shared_ptr<const std::string> message,
+                               bool& wake) {
+  return handle.enqueue(std::move(message), wake);
+}
+
+bool mark_closing(ws_handle& handle, std::uint16_t code, std::string reason) {
+  return handle.request_close(code, std::move(reason));
+}
+
+ws_wake_batch::ws_wake_batch(step s, std::size_t chunk)
+    : step_(s), chunk_(std::max<std::size_t>(1, chunk)) {}
+
+ws_wake_batch::~ws_wake_batch() {
+  try {
+    flush();
+  } catch (const std::exception& e) {
+    // Only an allocation can fail here; the sessions not woken end at their timeouts.
+    for (auto& g : groups_) {
+      g.registry->log_->error("websocket batch: {} wake-ups lost: {}", g.sessions.size(), e.what());
+    }
+  }
+}
+
+bool ws_wake_batch::add(ws_handle& handle) {
+  auto s = handle.session_.lock();
+  if (!s) {
+    return false;
+  }
+  group* g = nullptr;
+  for (auto& x : groups_) {
+    if (x.registry == handle.registry_) {
+      g = &x;
+      break;
+    }
+  }
+  if (g == nullptr) {
+    g = &groups_.emplace_back(group{handle.registry_, {}});
+    g->sessions.reserve(chunk_);
+  }
+  g->sessions.push_back(std::move(s));
+  if (g->sessions.size() >= chunk_) {
+    post(*g);  // at once: the io threads start writing while the caller goes on
+  }
+  return true;
+}
+
+void ws_wake_batch::flush() {
+  for (auto& g : groups_) {
+    if (!g.sessions.empty()) {
+      post(g);
+    }
+  }
+}
+
+void ws_wake_batch::post(group& g) {
+  std::vector<std::shared_ptr<ws_session>> sessions;
+  sessions.swap(g.sessions);
+  g.sessions.reserve(chunk_);
+  // The shared lock as in post_to_session: a post made under it reaches a live io_context.
+  std::shared_lock lock(g.registry->life_mutex_);
+  if (!g.registry->alive_) {
+    return;  // the server stopped: stop() drops every session
+  }
+  const auto st = step_;
+  auto wake = [st](std::shared_ptr<ws_session> s) {
+    ws_session::dispatch(std::move(s), [st](ws_session& session) {
+      if (st == step::kick) {
+        session.on_kick();
+      } else {
+        session.on_close_requested();
+      }
+    });
+  };
+  // One task for the chunk, posted to the io_context itself (the strand's inner executor).
+  const auto ex = sessions.front()->executor();
+  const auto* strand = ex.target<ws_session::strand_type>();
+  if (strand == nullptr) {
+    for (auto& s : sessions) {  // not a strand of an io_context: one post per session
+      auto ex = s->executor();
+      asio::post(ex, [wake, s = std::move(s)]() mutable { wake(std::move(s)); });
+    }
+    return;
+  }
+  asio::post(strand->get_inner_executor(), [wake, sessions = std::move(sessions)]() mutable {
+    for (auto& s : sessions) {
+      wake(std::move(s));
+    }
+  });
 }
 
 void start_ws_session(const std::shared_ptr<ws_registry>& registry, ws_handoff handoff) {

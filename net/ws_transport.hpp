@@ -11,6 +11,7 @@
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/http/message.hpp>
@@ -89,5 +90,55 @@ struct ws_handoff {
 /// on the socket's strand. When the server already stopped, the socket is closed and
 /// on_closed reports 1006.
 void start_ws_session(const std::shared_ptr<ws_registry>& registry, ws_handoff handoff);
+
+// ---------------------------------------------------------------------------------------
+// For the batched calls of net/ws_fanout.cpp (implemented in net/ws_connection.cpp).
+
+class ws_handle;
+
+/// The transport's handle behind `connection`, or null when it is another implementation of
+/// ws_connection (e.g. a test fake): those get the per-connection calls.
+ws_handle* transport_handle(ws_connection* connection) noexcept;
+
+/// ws_connection::send without the wake-up post: the same queueing, limits and overflow
+/// handling (an overflow posts its own close). `wake` is set when the connection's writer is
+/// idle: the caller must then add the handle to a ws_wake_batch (step kick).
+ws_send_result enqueue_message(ws_handle& handle, std::shared_ptr<const std::string> message,
+                               bool& wake);
+
+/// ws_connection::close without the wake-up post (`code` must be sendable): true when this
+/// started the closing; the caller must then add the handle to a ws_wake_batch (step close).
+bool mark_closing(ws_handle& handle, std::uint16_t code, std::string reason);
+
+/// Wakes many sessions with few posts. add() takes the session's strong reference at once;
+/// each `chunk` sessions of one server become one task posted onto that server's
+/// io_context, which runs every session's step on the session's strand (inline when the
+/// strand is idle: the io thread is already running). flush() (and the destructor) posts
+/// what is left. One batch per calling thread; not thread-safe itself.
+class ws_wake_batch {
+ public:
+  enum class step : std::uint8_t { kick, close };
+  ws_wake_batch(step s, std::size_t chunk);
+  ~ws_wake_batch();
+  ws_wake_batch(const ws_wake_batch&) = delete;
+  ws_wake_batch& operator=(const ws_wake_batch&) = delete;
+
+  /// Queues the wake-up of `handle`'s session; false when the session is already gone
+  /// (nothing of it will be written).
+  bool add(ws_handle& handle);
+  /// Posts every wake-up still held.
+  void flush();
+
+ private:
+  struct group {
+    std::shared_ptr<ws_registry> registry;
+    std::vector<std::shared_ptr<ws_session>> sessions;
+  };
+  void post(group& g);
+
+  const step step_;
+  const std::size_t chunk_;
+  std::vector<group> groups_;  ///< one per server (nearly always one)
+};
 
 }  // namespace si::net::detail

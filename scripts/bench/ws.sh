@@ -6,17 +6,46 @@
 # minus before, / N), and SIGTERM-to-all-closed, against the targets:
 #   p99 <= 50 ms at 10k clients, <= 16 KiB RSS per idle connection,
 #   every client closed with 1001 within SHUTDOWN_WS_GRACE_MS + 200 ms of SIGTERM.
-# The clients are WORKERS Node processes (Node's `ws`, tests/ws_e2e/bench.mjs) on the same
-# machine: their processing of the messages (and their share of the CPU) is part of the
-# measured latency.
-#   scripts/bench/ws.sh [CLIENTS=10000] [GRACE_MS=500] [ROUNDS=5] [WORKERS=2]
-# SI_BIN=path/to/stellar-insights skips the release build.
+#
+#   scripts/bench/ws.sh [--client native|node] [CLIENTS=10000] [GRACE_MS=500] [ROUNDS=5] [WORKERS]
+#
+# --client native (default): tools/ws_bench (`ws-bench`, C++, epoll, WORKERS threads,
+#   default 1): a lean client, so that the figures are the server's; it also prints the
+#   server's and its own CPU time per broadcast and when the close frames arrived.
+# --client node: Node's `ws` package (tests/ws_e2e/bench.mjs, WORKERS processes, default 2),
+#   an independent implementation; its own processing of the messages (and its share of
+#   the CPU) is part of the measured latency.
+# The clients run on the same machine as the server: on a loaded machine every figure is
+# inflated, so the load average is printed first.
+# SI_BIN=path/to/stellar-insights skips the server build, WS_BENCH_BIN=path/to/ws-bench the
+# client build (both are built in build/release otherwise). WS_BENCH_OPTS adds ws-bench
+# options (`ws-bench --help`, e.g. "--sched-batch"). KEEP_WORK=1 keeps the work directory
+# (server log, shutdown report, client JSON); WS_BENCH_LOG_LEVEL (default warn) is the
+# server's LOG_LEVEL.
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
+
+client=native
+if [ "${1:-}" = "--client" ]; then
+  client="${2:-}"
+  shift 2 || { echo "--client needs native or node" >&2; exit 2; }
+fi
+case "$client" in
+  native) default_workers=1 ;;
+  node) default_workers=2 ;;
+  *) echo "--client must be native or node, not '$client'" >&2; exit 2 ;;
+esac
 clients="${1:-10000}"
 grace="${2:-500}"
 rounds="${3:-5}"
-workers="${4:-2}"
+workers="${4:-$default_workers}"
+for v in "$clients" "$grace" "$rounds" "$workers"; do
+  [[ "$v" =~ ^[0-9]+$ ]] || { echo "CLIENTS GRACE_MS ROUNDS WORKERS must be integers" >&2; exit 2; }
+done
+if [ "$clients" -lt 1 ] || [ "$rounds" -lt 1 ] || [ "$workers" -lt 1 ]; then
+  echo "CLIENTS, ROUNDS and WORKERS must be at least 1" >&2
+  exit 2
+fi
 
 # Each client is a socket in both processes: raise the soft limit as far as allowed.
 want=$(( clients + 1024 ))
@@ -27,30 +56,57 @@ if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then
 fi
 ulimit -n "$want"
 
-if [ -z "${SI_BIN:-}" ]; then
+if [ -z "${SI_BIN:-}" ] || { [ "$client" = native ] && [ -z "${WS_BENCH_BIN:-}" ]; }; then
   si_install_deps
+fi
+if [ -z "${SI_BIN:-}" ]; then
   SI_BUILD_TARGET=stellar-insights si_build "$SI_ROOT/build/release" Release >/dev/null
   SI_BIN="$SI_ROOT/build/release/stellar-insights"
 fi
 e2e="$SI_ROOT/tests/ws_e2e"
-if [ ! -f "$e2e/node_modules/ws/package.json" ]; then
+if [ "$client" = native ]; then
+  if [ -z "${WS_BENCH_BIN:-}" ]; then
+    SI_BUILD_TARGET=ws-bench si_build "$SI_ROOT/build/release" Release >/dev/null
+    WS_BENCH_BIN="$SI_ROOT/build/release/ws-bench"
+  fi
+  [ -x "$WS_BENCH_BIN" ] || { echo "WS_BENCH_BIN=$WS_BENCH_BIN is not executable" >&2; exit 1; }
+elif [ ! -f "$e2e/node_modules/ws/package.json" ]; then
   npm ci --prefix "$e2e" --no-audit --no-fund --loglevel=error >/dev/null
 fi
+[ -x "$SI_BIN" ] || { echo "SI_BIN=$SI_BIN is not executable" >&2; exit 1; }
+SI_BIN=$(realpath "$SI_BIN")  # the server runs in its work directory
 
 dir=$(mktemp -d /tmp/si-bench-ws.XXXXXX)
 server_pid=""
-trap '[ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null; rm -rf "$dir"' EXIT
+cleanup() {
+  if [ -n "$server_pid" ]; then kill -KILL "$server_pid" 2>/dev/null || true; fi
+  if [ -n "${KEEP_WORK:-}" ]; then echo "# kept $dir" >&2; else rm -rf "$dir"; fi
+}
+trap cleanup EXIT
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 port=$(si_free_port)
 (cd "$dir" && exec env -i PATH="$PATH" HOME="$dir" HOST=127.0.0.1 PORT="$port" \
-    DATABASE_URL="sqlite://$dir/si.db" LOG_LEVEL=warn SHUTDOWN_REPORT_PATH="$dir/report.json" \
+    DATABASE_URL="sqlite://$dir/si.db" LOG_LEVEL="${WS_BENCH_LOG_LEVEL:-warn}" \
+    SHUTDOWN_REPORT_PATH="$dir/report.json" \
     HTTP_TEST_ROUTES=true INGEST_ENABLED=false SYNC_ENABLED=false \
     WS_MAX_CONNECTIONS=$(( clients + 100 )) SHUTDOWN_WS_GRACE_MS="$grace" \
     SHUTDOWN_WS_TIMEOUT=30 SHUTDOWN_HARD_TIMEOUT=60 "$SI_BIN" 2>"$dir/log") &
 server_pid=$!
 si_wait_for "server" 30 curl -sf "http://127.0.0.1:$port/health"
 
-node "$e2e/bench.mjs" "$port" "$server_pid" "$clients" "$grace" "$rounds" "$workers" \
-  >"$dir/out.json"
+# Both clients make each HTTP request (trigger, /metrics) on a connection of its own that is
+# closed once answered: no keep-alive connection of the bench is open at the SIGTERM, so the
+# HTTP drain has nothing to wait for.
+if [ "$client" = native ]; then
+  read -r -a extra <<<"${WS_BENCH_OPTS:-}"
+  "$WS_BENCH_BIN" "$port" "$server_pid" "$clients" "$grace" "$rounds" "$workers" "${extra[@]}" \
+    >"$dir/out.json"
+  who="native ws-bench, $workers thread(s)"
+else
+  node "$e2e/bench.mjs" "$port" "$server_pid" "$clients" "$grace" "$rounds" "$workers" \
+    >"$dir/out.json"
+  who="Node ws, $workers process(es)"
+fi
 code=0
 wait "$server_pid" || code=$?
 server_pid=""
@@ -58,16 +114,25 @@ r="$dir/out.json"
 hub=$(jq -c '.actors[] | select(.actor=="ws_hub") | {outcome, duration_ms, counts}' \
   "$dir/report.json")
 limit=$(( grace + 200 ))
+ms() { jq "$1 | if . == null then \"-\" else (. * 10 | round / 10) end" "$r"; }
+echo "machine load (1/5/15 min):   $load on $(nproc) cores (figures under load are inflated)"
 echo "binary:                      $SI_BIN"
-echo "clients:                     $clients in $workers Node processes (connected in $(jq .connect_ms "$r") ms)"
+echo "client:                      $who"
+echo "clients:                     $clients (connected in $(jq .connect_ms "$r") ms)"
 jq -r '.rounds | to_entries[] | "broadcast \(.key + 1):                 queued \(.value.queued) (POST answered after \(.value.queued_ms * 10 | round / 10) ms), delivered \(.value.delivered), p50 \(.value.p50 * 10 | round / 10) ms, p99 \(.value.p99 * 10 | round / 10) ms, max \(.value.max * 10 | round / 10) ms"' "$r"
-echo "fan-out p99 (median round):  $(jq '.p99_median_round_ms * 10 | round / 10' "$r") ms (target <= 50 ms at 10k)"
-echo "hub queueing, per broadcast: $(jq '.hub_fanout_mean_ms * 10 | round / 10' "$r") ms mean (si_ws_fanout_seconds; the rest is writing and the clients)"
+echo "fan-out p99 (median round):  $(ms .p99_median_round_ms) ms (target <= 50 ms at 10k)"
+echo "hub queueing, per broadcast: $(ms .hub_fanout_mean_ms) ms mean (si_ws_fanout_seconds; the rest is writing and the clients)"
+if [ "$client" = native ]; then
+  echo "CPU per broadcast:           server $(ms .server_cpu_ms_per_round) ms, client $(ms .client_cpu_ms_per_round) ms (trigger to last delivery)"
+fi
 echo "server RSS:                  $(jq .rss_before_kib "$r") KiB -> $(jq .rss_after_kib "$r") KiB"
-echo "RSS per idle connection:     $(jq '.rss_per_connection_kib * 10 | round / 10' "$r") KiB (target <= 16 KiB)"
-echo "server_shutdown received:    $(jq .notified "$r") of $clients ($(jq '.sigterm_to_first_shutdown_ms | round' "$r")..$(jq '.sigterm_to_last_shutdown_ms | round' "$r") ms after SIGTERM)"
-echo "shutdown -> close, shortest: $(jq '.shutdown_to_close_min_ms | round' "$r") ms (grace $grace)"
+echo "RSS per idle connection:     $(ms .rss_per_connection_kib) KiB (target <= 16 KiB)"
+echo "server_shutdown received:    $(jq .notified "$r") of $clients ($(ms .sigterm_to_first_shutdown_ms)..$(ms .sigterm_to_last_shutdown_ms) ms after SIGTERM)"
+if [ "$client" = native ]; then
+  echo "close frames received:       $(jq .close_frames "$r") of $clients ($(ms .sigterm_to_first_close_frame_ms)..$(ms .sigterm_to_last_close_frame_ms) ms after SIGTERM)"
+fi
+echo "shutdown -> close, shortest: $(ms .shutdown_to_close_min_ms) ms (grace $grace)"
 echo "closed with 1001:            $(jq .closed_1001 "$r") of $clients"
-echo "SIGTERM -> all closed:       $(jq '.sigterm_to_all_closed_ms | round' "$r") ms (target <= $limit ms = grace $grace + 200)"
+echo "SIGTERM -> all closed:       $(ms .sigterm_to_all_closed_ms) ms (target <= $limit ms = grace $grace + 200)"
 echo "ws_hub report:               $hub"
 echo "server exit code:            $code"
