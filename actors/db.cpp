@@ -36,6 +36,13 @@ worker_actor::behavior_type worker_impl(worker_actor::stateful_pointer<worker_st
       [=](query_atom, const db_task& task) -> caf::result<db_result> {
         auto& st = self->state;
         try {
+          if (st.session && !storage::session_alive(*st.session)) {
+            // Reopened before the task, not after it failed: the server closed this idle
+            // session (a PostgreSQL restart), and the task would fail on it although the
+            // database is back (and a health ping would answer false for good).
+            config::logger("db")->warn("db worker: the server closed the session; reopening");
+            st.session.reset();
+          }
           if (!st.session) {
             st.session = storage::open_session(st.url);
           }

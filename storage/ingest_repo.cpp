@@ -266,15 +266,22 @@ long long write_operations(soci::session& sql, const std::vector<domain::operati
 /// The page's transaction. On SQLite it takes the write lock up front (BEGIN IMMEDIATE, which
 /// waits out busy_timeout for other writers): a deferred transaction that reads first (the
 /// commit hook does) would otherwise fail with SQLITE_BUSY when it upgrades to write after
-/// another writer (e.g. the webhook dispatcher) committed. A plain transaction on
-/// PostgreSQL. Rolls back unless committed.
+/// another writer (e.g. the webhook dispatcher) committed. On PostgreSQL a transaction that
+/// first takes an advisory lock on the stream: replicas ingesting the same stream into one
+/// database (every replica of a Deployment does, and a rolling update overlaps two) then
+/// commit a batch one after the other, so the second one's hook sees the first one's rows
+/// and queues no second payment.created for them (READ COMMITTED alone let both see none).
+/// Rolls back unless committed (which also releases the lock).
 class page_transaction {
  public:
-  page_transaction(soci::session& sql, backend kind) : sql_(sql), sqlite_(kind == backend::sqlite) {
+  page_transaction(soci::session& sql, backend kind, const std::string& stream)
+      : sql_(sql), sqlite_(kind == backend::sqlite) {
     if (sqlite_) {
       sql_ << "BEGIN IMMEDIATE";
     } else {
       sql_.begin();
+      const std::string key = "si.ingest:" + stream;
+      sql_ << "SELECT pg_advisory_xact_lock(hashtext(:key))", soci::use(key);
     }
   }
   page_transaction(const page_transaction&) = delete;
@@ -353,7 +360,7 @@ commit_result commit_page(soci::session& sql, backend kind, const ingest_batch& 
   }
   commit_result result;
   try {
-    page_transaction tr(sql, kind);
+    page_transaction tr(sql, kind, stream);
     if (hook) {
       // Before the rows because the hook must see which records are already stored.
       result.events_written = hook(sql, batch, now_ms);

@@ -147,6 +147,57 @@ TEST_CASE("db actor on PostgreSQL", "[db][postgres]") {
   run_db_suite(url);
 }
 
+TEST_CASE("db actor reopens a PostgreSQL session the server closed while it was idle",
+          "[db][postgres]") {
+  // Found by scripts/chaos/dependency-faults.sh: after a PostgreSQL restart, each pool
+  // worker's first query failed on its dead session (a 503 to an API client long after the
+  // database was back) and a health ping on it answered false until some other query failed
+  // there. pg_terminate_backend closes a session the way a restart does (FATAL, then close).
+  const char* env = std::getenv("SI_TEST_POSTGRES_URL");
+  if (env == nullptr) {
+    FAIL("SI_TEST_POSTGRES_URL is not set: run the suite through scripts/test");
+  }
+  real_system rs;
+  caf::scoped_actor self{rs.sys};
+  db_options opts;
+  opts.url = std::get<storage::database_url>(storage::parse_database_url(env));
+  opts.pool_size = 1;
+  auto db = spawn_db(rs.sys, opts);
+  db_task backend_pid{"backend_pid", [](soci::session& sql) {
+                        int pid = 0;
+                        sql << "SELECT pg_backend_pid()", soci::into(pid);
+                        return nlohmann::json(pid);
+                      }};
+  auto pid_of_worker = [&] {
+    int pid = 0;
+    self->request(db, 10s, query_atom_v, backend_pid)
+        .receive([&](db_result& r) { pid = r.value.get<int>(); },
+                 [](caf::error& err) { FAIL(to_string(err)); });
+    return pid;
+  };
+  auto terminate = [&](int pid) {
+    auto admin = storage::open_session(opts.url);
+    int done = 0;
+    // Waits (up to 5 s) until the backend process has exited, its socket closed.
+    *admin << "SELECT CASE WHEN pg_terminate_backend(:pid, 5000) THEN 1 ELSE 0 END", soci::use(pid),
+        soci::into(done);
+    REQUIRE(done == 1);
+  };
+  int first = pid_of_worker();
+  REQUIRE(first > 0);
+  terminate(first);
+  self->request(db, 10s, health_atom_v)
+      .receive([](bool ok) { CHECK(ok); }, [](caf::error& err) { FAIL(to_string(err)); });
+  terminate(pid_of_worker());
+  int third = pid_of_worker();  // the query itself must not fail on the dead session
+  CHECK(third > 0);
+  CHECK(third != first);
+  self->request(db, 5s, stats_atom_v)
+      .receive([](std::string& s) { CHECK(nlohmann::json::parse(s)["failed"] == 0); },
+               [](caf::error& err) { FAIL(to_string(err)); });
+  drain_and_check(self, db, 4);
+}
+
 TEST_CASE("db actor replaces a worker stuck past the query timeout", "[db][sqlite]") {
   real_system rs;
   caf::scoped_actor self{rs.sys};

@@ -21,6 +21,7 @@ SIM="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/../../scripts/lib/common.sh"
 source "$here/../../scripts/lib/sim.sh"
+source "$here/../../scripts/lib/verify.sh"
 source "$here/lib.sh"
 
 work=$(mktemp -d /tmp/si-ingest.XXXXXX)
@@ -71,41 +72,15 @@ metric() {  # metric 'name{labels}' → value (0 when absent)
   echo "${v:-0}"
 }
 
-# sql DB QUERY: one value from SQLite (a file path) or PostgreSQL (a URL).
-sql() {
-  case "$1" in
-    postgresql://*) psql "$1" -qAt -c "$2" ;;
-    *) sqlite3 "$1" "$2" ;;
-  esac
-}
+sql() { si_sql "$@"; }  # sql DB QUERY (scripts/lib/verify.sh)
 
-# compare_with_truth LABEL DB FROM TO: the database holds exactly ledgers FROM..TO.
+# compare_with_truth LABEL DB FROM TO: the database holds exactly ledgers FROM..TO, every
+# figure of scripts/lib/verify.sh's si_truth_figures equal to the simulator's truth.
 compare_with_truth() {
-  local label="$1" db="$2" from="$3" to="$4" truth
-  truth=$(curl -sf --max-time 10 "$SIM_URL/_sim/truth?from=$from&to=$to")
-  check "$label: ledgers = $(jq .ledgers <<<"$truth")" \
-    [ "$(sql "$db" 'SELECT COUNT(*) FROM ledgers')" = "$(jq .ledgers <<<"$truth")" ]
-  check "$label: no ledger outside $from..$to" \
-    [ "$(sql "$db" "SELECT COUNT(*) FROM ledgers WHERE sequence < $from OR sequence > $to")" = 0 ]
-  check "$label: transactions = $(jq .transactions <<<"$truth")" \
-    [ "$(sql "$db" 'SELECT COUNT(*) FROM transactions')" = "$(jq .transactions <<<"$truth")" ]
-  check "$label: failed transactions = $(jq .failed_transactions <<<"$truth")" \
-    [ "$(sql "$db" 'SELECT COUNT(*) FROM transactions WHERE successful = 0')" \
-      = "$(jq .failed_transactions <<<"$truth")" ]
-  check "$label: fee-bump transactions = $(jq .fee_bump_transactions <<<"$truth")" \
-    [ "$(sql "$db" 'SELECT COUNT(*) FROM transactions WHERE fee_bump = 1')" \
-      = "$(jq .fee_bump_transactions <<<"$truth")" ]
-  check "$label: operations = $(jq .operations <<<"$truth")" \
-    [ "$(sql "$db" 'SELECT COUNT(*) FROM operations')" = "$(jq .operations <<<"$truth")" ]
-  local by_type expected
-  by_type=$(sql "$db" "SELECT type || '=' || COUNT(*) FROM operations GROUP BY type ORDER BY type" \
-    | tr '\n' ' ')
-  expected=$(jq -r '.operations_by_type | to_entries | sort_by(.key) | map("\(.key)=\(.value)")
-    | join(" ")' <<<"$truth")
-  check "$label: operations by type match" [ "${by_type% }" = "$expected" ]
-  check "$label: every operation in its ledger (TOID)" \
-    [ "$(sql "$db" 'SELECT COUNT(*) FROM operations o LEFT JOIN transactions t
-           ON t.hash = o.transaction_hash WHERE t.hash IS NULL OR t.ledger <> o.ledger')" = 0 ]
+  local label="$1" name want got
+  while read -r name want got; do
+    check "$label: $name = $want" [ "$got" = "$want" ]
+  done < <(si_truth_figures "$2" "$3" "$4")
 }
 
 run_scenarios() {  # run_scenarios LABEL DATABASE_URL DB_FOR_SQL

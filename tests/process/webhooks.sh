@@ -25,6 +25,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/../../scripts/lib/common.sh"
 source "$here/../../scripts/lib/sim.sh"
 source "$here/../../scripts/lib/webhook_receiver.sh"
+source "$here/../../scripts/lib/verify.sh"
 source "$here/lib.sh"
 for tool in jq curl openssl; do
   command -v "$tool" >/dev/null || { echo "webhooks: $tool is required" >&2; exit 1; }
@@ -82,13 +83,7 @@ stop_server() {  # stop_server SIGNAL: sets exit_code
   server_pid=""
 }
 
-# sql DB QUERY: SQLite (a file path) or PostgreSQL (a URL), one row per line.
-sql() {
-  case "$1" in
-    postgresql://*) psql "$1" -qAt -c "$2" ;;
-    *) sqlite3 "$1" "$2" ;;
-  esac
-}
+sql() { si_sql "$@"; }  # sql DB QUERY (scripts/lib/verify.sh)
 
 # api METHOD PATH [BODY] [AUTH=yes|no]: sets http_status and resp.
 api() {
@@ -393,33 +388,27 @@ section_c() {
     || fail_now "$label: deliveries left: $(sql "$db" "SELECT status || ' ' || COUNT(*) FROM webhook_deliveries GROUP BY status" | tr '\n' ' ')"
 
   # Every ingested payment has exactly one event (written in the page's own transaction).
-  sql "$db" "SELECT id FROM operations WHERE successful = 1 AND type IN ('payment',
-      'path_payment_strict_receive', 'path_payment_strict_send', 'create_account',
-      'account_merge')" | sort >"$work/ops-$label"
-  sql "$db" "SELECT payload FROM webhook_outbox WHERE type = 'payment.created'" \
-    | jq -r .data.id | sort >"$work/events-$label"
-  same_nonempty() { [ -s "$1" ] && cmp -s "$1" "$2"; }
-  check "$label: $(wc -l <"$work/ops-$label") payments ingested, one event each" \
-    same_nonempty "$work/ops-$label" "$work/events-$label"
+  local figures="$work/figures-$label" pe
+  pe=$(si_payment_event_figures "$db" "$figures")
+  check "$label: $(jq .payments <<<"$pe") payments ingested, one event each ($pe)" \
+    [ "$(jq '.payments > 0 and .without_event + .duplicates + .unknown == 0' <<<"$pe")" = true ]
 
   # Every outbox event reached the receiver under its event id (duplicates allowed).
-  local name hook
+  local name hook wf
   for name in pay tests; do
     hook=$([ "$name" = pay ] && echo "$pay_id" || echo "$tests_id")
-    sql "$db" "SELECT event_id FROM webhook_deliveries WHERE webhook_id = '$hook'" \
-      | sort >"$work/outbox-$name-$label"
-    si_receiver_get "_ids?name=${label}_$name" | jq -r 'keys[]' | sort >"$work/got-$name-$label"
-    check "$label: $name: all $(wc -l <"$work/outbox-$name-$label") events received, 0 lost" \
-      all_in "$work/outbox-$name-$label" "$work/got-$name-$label"
+    wf=$(si_webhook_delivery_figures "$db" "$hook" "${label}_$name" "$figures")
+    check "$label: $name: all $(jq .events <<<"$wf") events received, 0 lost ($wf)" \
+      [ "$(jq '.events > 0 and .lost == 0' <<<"$wf")" = true ]
     check "$label: $name: the receiver got no event the outbox does not have" \
-      [ -z "$(comm -13 "$work/outbox-$name-$label" "$work/got-$name-$label")" ]
-    check "$label: $name: every signature verified" [ "$(stat_of "${label}_$name" invalid)" = 0 ]
-    echo "# $label $name: $(stat_of "${label}_$name" requests) requests for" \
-      "$(stat_of "${label}_$name" distinct) events (duplicates after kill -9 allowed)"
+      [ "$(jq .unknown <<<"$wf")" = 0 ]
+    check "$label: $name: every signature verified" [ "$(jq .invalid <<<"$wf")" = 0 ]
+    echo "# $label $name: $(jq .requests <<<"$wf") requests for $(jq .received <<<"$wf")" \
+      "events (duplicates after kill -9 allowed)"
   done
   sort -u "$accepted" >"$work/accepted-sorted-$label"
   check "$label: $(wc -l <"$work/accepted-sorted-$label") test events answered 202 were all received" \
-    all_in "$work/accepted-sorted-$label" "$work/got-tests-$label"
+    all_in "$work/accepted-sorted-$label" "$figures/received-${label}_tests"
 
   # Filters: the path endpoint got exactly the path_payment_strict_send events.
   local want got

@@ -2,11 +2,14 @@
 #include <soci/soci.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "domain/horizon.hpp"
 #include "storage/database.hpp"
@@ -370,4 +373,78 @@ TEST_CASE("ingest: rough commit speed (postgres, informational)", "[ingest][post
   si::test::pg_schema schema;
   auto sql = pg_db(schema);
   report_speed(*sql, backend::postgresql, "postgresql");
+}
+
+TEST_CASE("ingest: two replicas committing one batch at once queue its events once (postgres)",
+          "[ingest][postgres]") {
+  // Replicas of one deployment ingest the same stream into one database. The hook (the
+  // webhook outbox in the server) queues an event per operation not stored yet; under READ
+  // COMMITTED both transactions would see none stored and queue every event twice. The
+  // stream's advisory lock makes the second commit wait for the first, then see its rows.
+  si::test::pg_schema schema;
+  auto first = pg_db(schema);
+  auto second = schema.open();
+  auto watcher = schema.open();
+  std::string cursor;
+  const auto b = generated(2000, 2, 5, 4, cursor);
+  const auto new_operations = [](soci::session& sql, const ingest_batch& batch, long long) {
+    long long fresh = 0;
+    for (const auto& op : batch.operations) {
+      long long n = 0;
+      const long long id = op.id;
+      sql << "SELECT COUNT(*) FROM operations WHERE id = :id", soci::use(id), soci::into(n);
+      fresh += n == 0 ? 1 : 0;
+    }
+    return fresh;
+  };
+  std::mutex m;
+  std::condition_variable cv;
+  bool first_in_hook = false;
+  bool release_first = false;
+  commit_result r1;
+  commit_result r2;
+  std::thread t1([&] {
+    r1 = commit_page(*first, backend::postgresql, b, "ops", cursor, 2001, 1,
+                     [&](soci::session& sql, const ingest_batch& batch, long long now) {
+                       const auto n = new_operations(sql, batch, now);
+                       std::unique_lock lock(m);
+                       first_in_hook = true;
+                       cv.notify_all();
+                       cv.wait(lock, [&] { return release_first; });
+                       return n;
+                     });
+  });
+  {
+    std::unique_lock lock(m);
+    cv.wait(lock, [&] { return first_in_hook; });
+  }
+  std::thread t2([&] {
+    r2 = commit_page(*second, backend::postgresql, b, "ops", cursor, 2001, 2, new_operations);
+  });
+  // The second commit must be waiting for the stream's advisory lock (bounded poll of the
+  // server's own view; without the lock it would run its hook and finish instead).
+  bool waiting = false;
+  for (int i = 0; i < 1000 && !waiting; ++i) {
+    long long n = 0;
+    *watcher << "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND wait_event = 'advisory'",
+        soci::into(n);
+    waiting = n > 0;
+    if (!waiting) {
+      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    }
+  }
+  {
+    std::lock_guard lock(m);
+    release_first = true;
+  }
+  cv.notify_all();
+  t1.join();
+  t2.join();
+  CHECK(waiting);
+  CHECK(r1.events_written == static_cast<long long>(b.operations.size()));
+  CHECK(r2.events_written == 0);
+  CHECK(r1.operations_written == static_cast<long long>(b.operations.size()));
+  CHECK(r2.operations_written == 0);
+  CHECK(read_cursor(*watcher, "ops") == std::make_pair(cursor, 2001LL));
 }
