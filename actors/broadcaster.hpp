@@ -61,6 +61,8 @@ struct broadcaster_options {
   std::chrono::milliseconds db_timeout{11'000};  ///< one lookup (DB_QUERY_TIMEOUT + margin)
   /// Clock of message timestamps (unix ms); empty = the system clock.
   std::function<int64_t()> now_ms;
+  /// TEST_HANG_ON_DRAIN: ignore the drain request (tests of timed_out and hard deadline).
+  bool test_hang_on_drain = false;
 };
 
 /// Spawns the broadcaster.

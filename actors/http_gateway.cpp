@@ -64,12 +64,34 @@ struct gateway_state {
   bool draining = false;
   bool cutting = false;
   bool replied = false;
+  bool drain_requested = false;  ///< a drain request arrived (even one TEST_HANG_ON_DRAIN ignores)
   steady::time_point drain_started{};
   uint64_t cut = 0;
   uint64_t writes_refused = 0;
   std::optional<caf::typed_response_promise<std::string>> drain_promise;
   std::shared_ptr<spdlog::logger> log = config::logger("http_gateway");
   upstream up;
+
+  /// Killed by the supervisor after a drain request but before its reply (timed_out or
+  /// forced): ends the HTTP side as the drain's cut would, and hands the server to the ws_hub
+  /// as finish_drain would. Before the server goes because its WebSockets are the hub's to
+  /// close (server_shutdown, then 1001): dropping the server here would cut every one of them
+  /// without a close frame. Outside a shutdown (a crash the supervisor restarts) the server is
+  /// stopped with the state, so that the new gateway can bind the port again.
+  ~gateway_state() {
+    auto hub = opts.websocket ? opts.websocket->hub() : ws_hub_actor{};
+    if (!drain_requested || replied || !server || !hub) {
+      return;
+    }
+    server->close_acceptor();
+    server->begin_drain();
+    auto cut_now = server->cut_remaining();
+    log->warn(
+        "killed before its drain finished: cut {} connections; the ws_hub closes the "
+        "WebSockets",
+        cut_now);
+    caf::anon_send<caf::message_priority::high>(hub, adopt_atom_v, server_lease{std::move(server)});
+  }
 };
 
 using self_ptr = http_gateway_actor::stateful_pointer<gateway_state>;
@@ -319,6 +341,13 @@ http_gateway_actor::behavior_type gateway_impl(self_ptr self, http_gateway_optio
       [=](status_atom) { return counts_json(self->state); },
       [=](drain_atom) -> caf::result<std::string> {
         auto& st = self->state;
+        st.drain_requested = true;
+        if (st.opts.test_hang_on_drain) {
+          // Test-only (TEST_HANG_ON_DRAIN): stuck in its drain while everything else goes on;
+          // the supervisor's deadline must report it timed_out and kill it.
+          st.log->warn("TEST_HANG_ON_DRAIN: ignoring the drain request");
+          return self->make_response_promise<std::string>();
+        }
         if (st.drain_promise) {
           return make_error(errc::closing, "drain already in progress");
         }

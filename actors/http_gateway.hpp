@@ -84,6 +84,8 @@ struct http_gateway_options {
   std::shared_ptr<ws_endpoint> websocket;
   /// /api/v1/webhooks: secrets' cipher, SSRF setting, the dispatcher's doorbell (null: 503).
   std::shared_ptr<const webhook_api_options> webhooks;
+  /// TEST_HANG_ON_DRAIN: ignore the drain request (tests of timed_out and hard deadline).
+  bool test_hang_on_drain = false;
 };
 
 /// Spawns the gateway; it binds and starts serving in its init. A bind failure makes the

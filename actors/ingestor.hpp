@@ -92,6 +92,8 @@ struct ingestor_options {
   /// The realtime broadcaster: receives `publish_atom, committed_batch` after each commit
   /// (may be invalid; replaced by `update_atom, "broadcaster", handle` after a restart).
   caf::actor broadcaster;
+  /// TEST_HANG_ON_DRAIN: ignore the drain request (tests of timed_out and hard deadline).
+  bool test_hang_on_drain = false;
 };
 
 /// Messages: `drain_atom` → abandon a read in flight (its Horizon request is cancelled),

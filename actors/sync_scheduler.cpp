@@ -353,6 +353,12 @@ sync_scheduler_actor::behavior_type scheduler_impl(self_ptr self, sync_options o
   return {
       [=](drain_atom) -> caf::result<std::string> {
         auto& st = self->state;
+        if (st.opts.test_hang_on_drain) {
+          // Test-only (TEST_HANG_ON_DRAIN): stuck in its drain while everything else goes on;
+          // the supervisor's deadline must report it timed_out and kill it.
+          st.log->warn("TEST_HANG_ON_DRAIN: ignoring the drain request");
+          return self->make_response_promise<std::string>();
+        }
         auto promise = self->make_response_promise<std::string>();
         if (st.draining) {
           return promise;

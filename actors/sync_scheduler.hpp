@@ -77,6 +77,8 @@ struct sync_options {
   std::shared_ptr<net::metrics_registry> metrics;  ///< may be null
   /// Clock of run timestamps (unix ms); empty = the system clock.
   std::function<int64_t()> now_ms;
+  /// TEST_HANG_ON_DRAIN: ignore the drain request (tests of timed_out and hard deadline).
+  bool test_hang_on_drain = false;
 };
 
 /// Messages: `drain_atom` → cancel a Horizon read in flight, let a database run in flight

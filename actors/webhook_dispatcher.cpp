@@ -672,6 +672,12 @@ webhook_dispatcher_actor::behavior_type dispatcher_impl(self_ptr self,
   return {
       [=](drain_atom) -> caf::result<std::string> {
         auto& st = self->state;
+        if (st.opts.test_hang_on_drain) {
+          // Test-only (TEST_HANG_ON_DRAIN): stuck in its drain while everything else goes on;
+          // the supervisor's deadline must report it timed_out and kill it.
+          st.log->warn("TEST_HANG_ON_DRAIN: ignoring the drain request");
+          return self->make_response_promise<std::string>();
+        }
         auto promise = self->make_response_promise<std::string>();
         if (st.draining) {
           return promise;  // idempotent: the first request's reply is the report

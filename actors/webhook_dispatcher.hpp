@@ -120,6 +120,8 @@ struct webhook_dispatcher_options {
   std::function<int64_t()> now_ms;
   /// Retry jitter; empty = OpenSSL's CSPRNG.
   domain::unit_random random;
+  /// TEST_HANG_ON_DRAIN: ignore the drain request (tests of timed_out and hard deadline).
+  bool test_hang_on_drain = false;
 };
 
 /// Messages: `drain_atom` → stop claiming, hand back (release) the claims not yet sent, let

@@ -34,10 +34,8 @@ code=$?
 exit_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 wait "$wrk_pid" || true
 
-requests=$(awk '/requests in/ {print $1}' "$BENCH_DIR/wrk.out")
-read -r connect read_e write_e timeout_e < <(awk '/Socket errors/ {
-  gsub(",", ""); print $4, $6, $8, $10 }' "$BENCH_DIR/wrk.out")
-non2xx=$(awk '/Non-2xx/ {print $NF}' "$BENCH_DIR/wrk.out")
+read -r requests connect read_e write_e timeout_e non2xx \
+  < <(si_wrk_socket_figures "$BENCH_DIR/wrk.out")
 served=$(jq -r '.actors[] | select(.actor=="http_gateway") | .counts.served_during_drain' \
   "$SERVER_DIR/report.json")
 outcome=$(jq -r '.actors[] | select(.actor=="http_gateway") | .outcome' "$SERVER_DIR/report.json")
@@ -47,8 +45,7 @@ echo "served during drain:              ${served}"
 echo "non-2xx responses:                ${non2xx:-0}"
 echo "read errors (reset mid-exchange): ${read_e:-0}"
 echo "timeouts:                         ${timeout_e:-0}"
-# wrk reports a refused non-blocking connect as a connect or a write error: after the
-# acceptor closed (and after the process exited, until wrk's own end) every reconnect fails.
+# Refused reconnects: after the acceptor closed, and after the exit (see si_wrk_socket_figures).
 echo "refused reconnects (expected):    $(( ${connect:-0} + ${write_e:-0} ))"
 echo "gateway outcome / exit code:      $outcome / $code"
 echo "SIGTERM-to-exit:                  ${exit_ms} ms"

@@ -84,6 +84,19 @@ si_bench_stop_nginx() {
   wait "$NGINX_PID" 2>/dev/null
 }
 
+# si_wrk_socket_figures FILE: wrk's output in FILE as "REQUESTS CONNECT READ WRITE TIMEOUT
+# NON2XX" (0 when absent). For a run that a server's drain ended: wrk reports a refused
+# non-blocking connect as a connect or a write error (every reconnect after the acceptor
+# closed, and after the exit), so a request sent and not answered shows as a read error or a
+# timeout, and one answered with an error as non-2xx (scripts/bench/drain.sh,
+# scripts/chaos/sigterm-under-load.sh).
+si_wrk_socket_figures() {
+  awk '/requests in/ {r = $1}
+       /Socket errors/ {gsub(",", ""); c = $4; rd = $6; w = $8; t = $10}
+       /Non-2xx/ {n = $NF}
+       END {printf "%d %d %d %d %d %d\n", r, c, rd, w, t, n}' "$1"
+}
+
 # Parses wrk output on stdin into "REQ_PER_SEC P99_MS".
 si_wrk_figures() {
   awk '
