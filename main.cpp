@@ -15,6 +15,7 @@
 #include "config/settings.hpp"
 #include "net/http_server.hpp"
 #include "net/prometheus.hpp"
+#include "net/sd_notify.hpp"
 #include "storage/database.hpp"
 #include "storage/shutdown_reports.hpp"
 #include "storage/webhook_events.hpp"
@@ -91,10 +92,43 @@ const char* signal_name(int sig) {
   return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "signal";
 }
 
+/// What a service manager should add to SHUTDOWN_HARD_TIMEOUT before it kills the process.
+constexpr std::chrono::milliseconds stop_margin{5'000};
+
+/// --print-shutdown-budget: the longest cascade the plan allows (its critical path), the hard
+/// deadline that ends the process whatever happens, and the stop timeout a service manager
+/// should grant: the hard deadline plus a margin (docs/operations.md).
+nlohmann::json shutdown_budget(const config::settings& s, const actors::shutdown_plan& plan) {
+  auto critical = actors::critical_path(plan);
+  auto grace_ms = (s.shutdown_hard_timeout + stop_margin).count();
+  nlohmann::json deadlines = nlohmann::json::object();
+  nlohmann::json depends_on = nlohmann::json::object();
+  for (const auto& e : plan) {
+    deadlines[e.actor] = e.deadline.count();
+    depends_on[e.actor] = e.depends_on;
+  }
+  nlohmann::json out{{"critical_path_ms", critical.count()},
+                     {"hard_timeout_ms", s.shutdown_hard_timeout.count()},
+                     {"critical_path_within_hard_timeout", critical < s.shutdown_hard_timeout},
+                     {"drain_delay_ms", s.shutdown_drain_delay.count()},
+                     {"margin_ms", stop_margin.count()},
+                     {"recommended_grace_seconds", (grace_ms + 999) / 1000},
+                     {"stop_waves", actors::stop_waves(plan)},
+                     {"deadlines_ms", deadlines},
+                     {"depends_on", depends_on}};
+  if (critical >= s.shutdown_hard_timeout) {
+    out["warning"] =
+        "the critical path reaches SHUTDOWN_HARD_TIMEOUT: a shutdown in which every "
+        "actor uses its whole deadline ends with exit code 4";
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   bool check_only = false;
+  bool print_budget = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
@@ -109,7 +143,16 @@ int main(int argc, char** argv) {
       check_only = true;
       continue;
     }
+    if (arg == "--print-shutdown-budget") {
+      print_budget = true;
+      continue;
+    }
     std::cerr << "stellar-insights: unknown argument '" << arg << "' (see --help)\n";
+    return actors::exit_code::config_error;
+  }
+  if (check_only && print_budget) {
+    std::cerr
+        << "stellar-insights: --check-config and --print-shutdown-budget exclude each other\n";
     return actors::exit_code::config_error;
   }
 
@@ -129,6 +172,7 @@ int main(int argc, char** argv) {
     return config_failure("DATABASE_URL: " + *err);
   }
   auto db_url = std::get<storage::database_url>(url);
+  db_url.sqlite_cache_kib = std::int64_t{s.sqlite_cache_mb} * 1024;
   if (s.redis_url) {
     if (auto err = storage::validate_redis_url(*s.redis_url); !err.empty()) {
       return config_failure("REDIS_URL: " + err);
@@ -152,6 +196,10 @@ int main(int argc, char** argv) {
   }
   if (check_only) {
     std::cout << config::describe(s) << '\n';
+    return 0;
+  }
+  if (print_budget) {
+    std::cout << shutdown_budget(s, plan).dump(2) << '\n';
     return 0;
   }
 
@@ -198,6 +246,14 @@ int main(int argc, char** argv) {
   unsigned threads =
       s.actor_threads != 0 ? s.actor_threads : std::max(2u, std::thread::hardware_concurrency());
   cfg.set("scheduler.max-threads", static_cast<size_t>(threads));
+  // CAF's work-stealing workers poll when idle: 100 quick attempts, then 500 more with
+  // 50 us sleeps, then a condition-variable wait. The sleeping phase alone took ~19% of the
+  // server's samples while ingesting and ~9% under HTTP load (perf, 2 cores): every short
+  // idle gap re-entered it. Skip it: after the quick attempts an idle worker waits on its
+  // condition variable (external work wakes it at once) and steals every
+  // ACTOR_IDLE_STEAL_MS.
+  cfg.set("work-stealing.moderate-poll-attempts", size_t{0});
+  cfg.set("work-stealing.relaxed-sleep-duration", caf::timespan{s.actor_idle_steal});
   caf::actor_system sys{cfg};
   // The system's destructor would wait for every actor without a bound (design.md §6).
   sys.await_actors_before_shutdown(false);
@@ -238,28 +294,24 @@ int main(int argc, char** argv) {
                              o.pool_size = s.db_pool_size;
                              o.query_timeout = s.db_query_timeout;
                              o.queue_limit = s.db_queue_limit;
-                             o.test_hang_on_drain = std::count(s.test_hang_on_drain.begin(),
-                                                               s.test_hang_on_drain.end(), "db")
-                                                    > 0;
+                             o.test_hang_on_drain = s.hangs_on_drain("db");
                              return caf::actor_cast<caf::actor>(actors::spawn_db(sys, o));
                            }});
-  opts.children.push_back(
-      {"cache", [&s](caf::actor_system& sys, const actors::directory&) {
-         auto factory = [s]() -> std::unique_ptr<storage::cache_backend> {
-           if (!s.redis_url) {
-             return storage::make_memory_cache(s.cache_max_entries);
-           }
-           storage::redis_options r;
-           r.url = *s.redis_url;
-           r.op_timeout = s.cache_op_timeout;
-           r.reconnect_min = s.redis_reconnect_min;
-           r.reconnect_max = s.redis_reconnect_max;
-           return storage::make_redis_cache(r);
-         };
-         bool hang =
-             std::count(s.test_hang_on_drain.begin(), s.test_hang_on_drain.end(), "cache") > 0;
-         return caf::actor_cast<caf::actor>(actors::spawn_cache(sys, factory, hang));
-       }});
+  opts.children.push_back({"cache", [&s](caf::actor_system& sys, const actors::directory&) {
+                             auto factory = [s]() -> std::unique_ptr<storage::cache_backend> {
+                               if (!s.redis_url) {
+                                 return storage::make_memory_cache(s.cache_max_entries);
+                               }
+                               storage::redis_options r;
+                               r.url = *s.redis_url;
+                               r.op_timeout = s.cache_op_timeout;
+                               r.reconnect_min = s.redis_reconnect_min;
+                               r.reconnect_max = s.redis_reconnect_max;
+                               return storage::make_redis_cache(r);
+                             };
+                             return caf::actor_cast<caf::actor>(
+                                 actors::spawn_cache(sys, factory, s.hangs_on_drain("cache")));
+                           }});
   // One Horizon client per actor that reads Horizon (each with its own rate limit).
   auto horizon_options = [](const config::settings& s) {
     net::horizon_client_options c;
@@ -324,6 +376,7 @@ int main(int argc, char** argv) {
            // Down right now (restarting): the supervisor sends the new handle when it is back.
            auto b = deps.find("broadcaster");
            o.broadcaster = b == deps.end() ? caf::actor{} : b->second;
+           o.test_hang_on_drain = s.hangs_on_drain("ingestor");
            return caf::actor_cast<caf::actor>(actors::spawn_ingestor(sys, std::move(o)));
          }});
   }
@@ -368,6 +421,7 @@ int main(int argc, char** argv) {
              };
              auto b = deps.find("broadcaster");
              o.broadcaster = b == deps.end() ? caf::actor{} : b->second;
+             o.test_hang_on_drain = s.hangs_on_drain(j.name);
              return caf::actor_cast<caf::actor>(actors::spawn_sync_scheduler(sys, std::move(o)));
            }});
     }
@@ -403,6 +457,7 @@ int main(int argc, char** argv) {
          o.grace = s.shutdown_ws_grace;
          o.deadline = s.shutdown_ws_timeout;
          o.reconnect_after = s.ws_reconnect_after;
+         o.test_hang_on_drain = s.hangs_on_drain("ws_hub");
          return caf::actor_cast<caf::actor>(actors::spawn_ws_hub(sys, o));
        }});
   opts.children.push_back(
@@ -421,6 +476,7 @@ int main(int argc, char** argv) {
          // One batch's payments fill at most half a client's queue (WS_QUEUE_LIMIT), so a
          // burst alone never closes a reader that keeps up.
          o.max_payments_per_batch = std::clamp<std::size_t>(s.ws_queue_limit / 2, 1, 100);
+         o.test_hang_on_drain = s.hangs_on_drain("broadcaster");
          return caf::actor_cast<caf::actor>(actors::spawn_broadcaster(sys, std::move(o)));
        }});
   opts.children.push_back(
@@ -454,6 +510,7 @@ int main(int argc, char** argv) {
          o.db_timeout = s.db_query_timeout + std::chrono::milliseconds{1'000};
          o.doorbell = webhook_doorbell;
          o.metrics = metrics;
+         o.test_hang_on_drain = s.hangs_on_drain("webhook_dispatcher");
          return caf::actor_cast<caf::actor>(actors::spawn_webhook_dispatcher(sys, std::move(o)));
        }});
   auto webhook_api = std::make_shared<actors::webhook_api_options>();
@@ -499,6 +556,7 @@ int main(int argc, char** argv) {
          g.responses = responses;
          g.websocket = ws;
          g.webhooks = webhook_api;
+         g.test_hang_on_drain = s.hangs_on_drain("http_gateway");
          return caf::actor_cast<caf::actor>(actors::spawn_http_gateway(sys, std::move(g)));
        }});
   auto spawned = actors::spawn_root_supervisor(sys, std::move(opts));
@@ -534,6 +592,37 @@ int main(int argc, char** argv) {
   log->info("ready: stellar-insights {} started in {} ms (pid {})", SI_VERSION,
             std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - t_start).count(),
             getpid());
+  // systemd Type=notify (docs/operations.md): ready only now, every actor up and listening.
+  auto notifier = net::sd_notifier::from_environment();
+  notifier.notify("READY=1\nSTATUS=serving on " + s.host + ":" + std::to_string(s.port) + " ("
+                  + std::to_string(plan.size()) + " actors)\nMAINPID=" + std::to_string(getpid()));
+  std::unique_ptr<net::sd_watchdog> liveness;
+  if (auto timeout = notifier.watchdog_timeout(); timeout && notifier.enabled()) {
+    // A ping proves the scheduler runs, the supervisor answers and so does the gateway (a
+    // gateway being restarted has no handle and is the supervisor's business).
+    liveness = std::make_unique<net::sd_watchdog>(
+        notifier, *timeout, [&sys, supervisor](std::chrono::milliseconds limit) {
+          caf::scoped_actor self{sys};
+          auto until = steady::now() + limit;
+          caf::actor gateway;
+          bool ok = false;
+          self->request(supervisor, limit, lookup_atom_v, std::string{"http_gateway"})
+              .receive(
+                  [&](caf::actor& a) {
+                    ok = true;
+                    gateway = std::move(a);
+                  },
+                  [](caf::error&) {});
+          if (!ok || !gateway) {
+            return ok;
+          }
+          auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - steady::now());
+          ok = false;
+          self->request(gateway, std::max(left, std::chrono::milliseconds{1}), status_atom_v)
+              .receive([&](std::string&) { ok = true; }, [](caf::error&) {});
+          return ok;
+        });
+  }
 
   // -- wait: the first signal starts the cascade, the second forces it; the summary ends it.
   for (;;) {
@@ -546,6 +635,11 @@ int main(int argc, char** argv) {
       break;
     }
     if (fds[1].revents & POLLIN) {
+      // Consume the summary's signal: the read pairs with its write, so the summary thread's
+      // write is over before done_fd is closed below (ThreadSanitizer flagged the close
+      // racing the write when only poll() had seen it).
+      uint64_t value = 0;
+      [[maybe_unused]] auto n = read(done_fd, &value, sizeof value);
       break;
     }
     if (fds[0].revents & POLLIN) {
@@ -559,6 +653,16 @@ int main(int argc, char** argv) {
         log->info("{} received: starting the shutdown cascade", name);
         watchdog.arm(s.shutdown_hard_timeout);
         caf::anon_send(supervisor, shutdown_atom_v, std::string{"signal "} + name);
+        if (liveness) {
+          liveness->stop();
+        }
+        // The manager waits for the hard deadline at least, whatever its TimeoutStopSec.
+        auto extend = std::chrono::duration_cast<std::chrono::microseconds>(s.shutdown_hard_timeout
+                                                                            + stop_margin);
+        notifier.notify(std::string{"STOPPING=1\nSTATUS=stopping ("} + name
+                        + "): shutdown cascade, hard deadline "
+                        + std::to_string(s.shutdown_hard_timeout.count())
+                        + " ms\nEXTEND_TIMEOUT_USEC=" + std::to_string(extend.count()));
       } else {
         log->warn("{} received again: forcing what is left", name);
         caf::anon_send(supervisor, force_atom_v);
@@ -566,6 +670,14 @@ int main(int argc, char** argv) {
     }
   }
   int code = final_code.load();
+  if (liveness) {
+    liveness->stop();  // no probe or log line after this (it is joined at scope exit)
+  }
+  if (received == 0) {
+    // The supervisor stopped everything on its own (restart intensity exceeded).
+    notifier.notify("STOPPING=1\nSTATUS=stopped without a signal, exit code "
+                    + std::to_string(code));
+  }
   log->info("exiting with code {}", code);
   spdlog::shutdown();
   close(sig_fd);

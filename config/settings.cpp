@@ -34,6 +34,15 @@ constexpr std::int64_t max_duration_s = max_duration_ms / 1000;
 
 constexpr const char* dotenv_variable = "DOTENV_PATH";
 
+/// "http_gateway, cache, ...": the names TEST_HANG_ON_DRAIN accepts, for its allowed text.
+std::string hang_on_drain_names() {
+  std::string joined;
+  for (const auto& n : hang_on_drain_actors()) {
+    joined += (joined.empty() ? "" : ", ") + n;
+  }
+  return joined;
+}
+
 // -- small text helpers -------------------------------------------------------------------
 
 bool is_space(char c) {
@@ -424,6 +433,12 @@ std::vector<setting_def> make_table() {
       integer(&s::http_threads, 0, 256, " (0 = number of CPU cores)"));
   add("ACTOR_THREADS", "0", "Worker threads of the actor scheduler.",
       integer(&s::actor_threads, 0, 256, " (0 = number of CPU cores)"));
+  add("ACTOR_IDLE_STEAL_MS", "1",
+      "Milliseconds an idle worker of the actor scheduler waits before it looks for work to "
+      "steal from a busy worker. Idle workers wait on a condition variable that new work "
+      "wakes at once; CAF's own default (sleeps of 50 microseconds between polls) costs "
+      "about a fifth of a core in context switches on a small machine.",
+      millis(&s::actor_idle_steal, 1, 1000));
   add("HTTP_READ_HEADER_TIMEOUT", "10",
       "Seconds a client has to send a request's header (slow clients are cut).",
       seconds(&s::http_read_header_timeout, true));
@@ -454,9 +469,10 @@ std::vector<setting_def> make_table() {
       "Enables test-only routes (GET /api/v1/test/slow?ms=N). Never in production.",
       boolean(&s::http_test_routes));
   add("TEST_HANG_ON_DRAIN", "",
-      "Test-only: comma-separated actors (db, cache) that ignore their drain so that the "
-      "cascade's timed_out path and SHUTDOWN_HARD_TIMEOUT can be tested. Never in production.",
-      {"empty, or a comma-separated list of: db, cache",
+      "Test-only: comma-separated actors of the shutdown plan that ignore their drain (log a "
+      "warning, keep running) so that the cascade's timed_out path and "
+      "SHUTDOWN_HARD_TIMEOUT can be tested. Never in production.",
+      {"empty, or a comma-separated list of: " + hang_on_drain_names(),
        [](settings& st, std::string_view v) {
          st.test_hang_on_drain.clear();
          size_t i = 0;
@@ -466,7 +482,8 @@ std::vector<setting_def> make_table() {
              j = v.size();
            }
            auto name = v.substr(i, j - i);
-           if (name != "db" && name != "cache") {
+           const auto& known = hang_on_drain_actors();
+           if (std::find(known.begin(), known.end(), name) == known.end()) {
              return false;
            }
            st.test_hang_on_drain.emplace_back(name);
@@ -704,6 +721,11 @@ std::vector<setting_def> make_table() {
   // -- database
   add("DB_POOL_SIZE", "4", "Database connections, each used by one blocking worker.",
       integer(&s::db_pool_size, 1, 64));
+  add("SQLITE_CACHE_MB", "64",
+      "SQLite page cache of each database connection, in MiB (PRAGMA cache_size); a cache "
+      "smaller than the index pages an ingest batch touches spills them to the WAL "
+      "mid-transaction. Ignored with PostgreSQL.",
+      integer(&s::sqlite_cache_mb, 1, 4096));
   add("DB_QUERY_TIMEOUT", "10", "Seconds a database query may take before it fails.",
       seconds(&s::db_query_timeout, false));
   add("DB_QUEUE_LIMIT", "10000",
@@ -1010,6 +1032,19 @@ std::variant<settings, config_error> load(const env_map& env, const env_map& dot
   return s;
 }
 
+const std::vector<std::string>& hang_on_drain_actors() {
+  // In the order of the plan's table (actors/shutdown_plan.cpp).
+  static const std::vector<std::string> names{
+      "http_gateway",       "ws_hub",   "broadcaster",  "cache",      "db",
+      "webhook_dispatcher", "ingestor", "sync_metrics", "sync_pools", "sync_trustlines"};
+  return names;
+}
+
+bool settings::hangs_on_drain(const std::string& actor) const {
+  return std::find(test_hang_on_drain.begin(), test_hang_on_drain.end(), actor)
+         != test_hang_on_drain.end();
+}
+
 const std::vector<setting_doc>& documented_settings() {
   static const std::vector<setting_doc> docs = [] {
     std::vector<setting_doc> out;
@@ -1024,14 +1059,20 @@ const std::vector<setting_doc>& documented_settings() {
 std::string help_text(const std::string& program) {
   constexpr std::size_t width = 80;
   std::string out;
-  out += "Usage: " + program + " [--help | --version | --check-config]\n\n";
+  out +=
+      "Usage: " + program + " [--help | --version | --check-config | --print-shutdown-budget]\n\n";
   out += "stellar-insights " SI_VERSION " - Stellar network analytics server.\n\n";
   out += "Options:\n";
   out += "  --help          Print this help and exit.\n";
   out += "  --version       Print the version and exit.\n";
   out +=
       "  --check-config  Validate the configuration, print the effective settings as\n"
-      "                  JSON (secrets shown as \"***\") and exit: 0 if valid, 2 if not.\n\n";
+      "                  JSON (secrets shown as \"***\") and exit: 0 if valid, 2 if not.\n";
+  out +=
+      "  --print-shutdown-budget\n"
+      "                  Print as JSON the shutdown plan's critical path, the hard deadline\n"
+      "                  and the stop timeout a service manager should allow; start\n"
+      "                  nothing; exit 0 (2 if the configuration is invalid).\n\n";
   out += "Configuration:\n";
   wrap(out,
        "Settings are read from the environment and from a .env file (KEY=value lines; its "

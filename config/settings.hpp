@@ -23,6 +23,8 @@ struct settings {
   uint16_t port = 8080;          ///< PORT
   unsigned http_threads = 0;     ///< HTTP_THREADS (0 = core count)
   unsigned actor_threads = 0;    ///< ACTOR_THREADS (0 = core count)
+  /// ACTOR_IDLE_STEAL_MS: how often an idle scheduler worker looks for work to steal.
+  std::chrono::milliseconds actor_idle_steal{1};
 
   // -- HTTP server (net/) and gateway
   milliseconds http_read_header_timeout{10'000};  ///< HTTP_READ_HEADER_TIMEOUT=10 (s)
@@ -36,9 +38,11 @@ struct settings {
   milliseconds http_upstream_timeout{5'000};      ///< HTTP_UPSTREAM_TIMEOUT_MS=5000
   milliseconds shutdown_idle_window{250};         ///< SHUTDOWN_IDLE_WINDOW_MS=250
   bool http_test_routes = false;                  ///< HTTP_TEST_ROUTES=false
-  /// TEST_HANG_ON_DRAIN: actors ("db", "cache") that ignore their drain (tests of timed_out
-  /// and of the hard deadline). Never in production.
+  /// TEST_HANG_ON_DRAIN: actors of the shutdown plan that ignore their drain (tests of
+  /// timed_out and of the hard deadline). Never in production.
   std::vector<std::string> test_hang_on_drain;
+  /// True when TEST_HANG_ON_DRAIN names `actor`.
+  bool hangs_on_drain(const std::string& actor) const;
 
   // -- dependencies
   std::string database_url = "sqlite://data/stellar-insights.db";  ///< DATABASE_URL
@@ -116,6 +120,7 @@ struct settings {
 
   // -- database
   unsigned db_pool_size = 4;              ///< DB_POOL_SIZE=4 (1..64)
+  unsigned sqlite_cache_mb = 64;          ///< SQLITE_CACHE_MB=64 (1..4096)
   milliseconds db_query_timeout{10'000};  ///< DB_QUERY_TIMEOUT=10 (s)
   std::size_t db_queue_limit = 10'000;    ///< DB_QUEUE_LIMIT=10000 (1..1000000)
 
@@ -126,6 +131,10 @@ struct settings {
   milliseconds redis_reconnect_min{100};    ///< REDIS_RECONNECT_MIN_MS=100
   milliseconds redis_reconnect_max{5'000};  ///< REDIS_RECONNECT_MAX_MS=5000
 };
+
+/// The actors TEST_HANG_ON_DRAIN may name: every actor of the shutdown plan
+/// (actors/shutdown_plan.cpp; tests/actors/hang_on_drain_test.cpp keeps the two equal).
+const std::vector<std::string>& hang_on_drain_actors();
 
 /// A configuration error: the variable at fault and what is allowed.
 struct config_error {

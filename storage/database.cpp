@@ -3,6 +3,8 @@
 
 #include <chrono>
 
+#include <libpq-fe.h>
+#include <poll.h>
 #include <soci/postgresql/soci-postgresql.h>
 #include <soci/soci.h>
 #include <soci/sqlite3/soci-sqlite3.h>
@@ -317,6 +319,10 @@ void configure_sqlite(soci::session& sql, const database_url& url) {
   }
   sql << "PRAGMA foreign_keys=ON";
   sql << "PRAGMA synchronous=NORMAL";
+  // SQLite's default cache (2 MiB) is far smaller than the index pages one ingest batch
+  // dirties (8 indexes on operations, several keyed by hashes and accounts): it spilled them
+  // to the WAL mid-transaction and read them back (~11 page writes per operation, strace).
+  sql << "PRAGMA cache_size=-" << url.sqlite_cache_kib;
 }
 
 }  // namespace
@@ -354,6 +360,23 @@ bool ping(soci::session& sql) noexcept {
     int one = 0;
     sql << "SELECT 1", soci::into(one);
     return one == 1;
+  } catch (...) {
+    return false;
+  }
+}
+
+bool session_alive(soci::session& sql) noexcept {
+  try {
+    if (backend_of(sql) != backend::postgresql) {
+      return true;
+    }
+    // backend_of checked the backend's name (SOCI does not export its typeinfo).
+    auto* pg = static_cast<soci::postgresql_session_backend*>(sql.get_backend());
+    if (pg == nullptr || pg->conn_ == nullptr || PQstatus(pg->conn_) != CONNECTION_OK) {
+      return false;
+    }
+    pollfd p{PQsocket(pg->conn_), POLLIN, 0};
+    return p.fd >= 0 && ::poll(&p, 1, 0) == 0;
   } catch (...) {
     return false;
   }

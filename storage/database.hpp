@@ -2,6 +2,7 @@
 /// Database connections (SOCI, sqlite3 or postgresql) and versioned schema migrations.
 
 #include <memory>
+#include <cstdint>
 #include <string>
 #include <variant>
 
@@ -20,6 +21,8 @@ struct database_url {
   std::string connect_string;  ///< what soci::session::open takes (backend-specific)
   std::string sqlite_path;     ///< file path for sqlite ("" for postgresql)
   std::string redacted;        ///< the URL with any password replaced by "***", for logs
+  /// SQLite page cache per connection in KiB (PRAGMA cache_size; SQLITE_CACHE_MB).
+  std::int64_t sqlite_cache_kib = 64 * 1024;
 };
 
 /// Parses `sqlite://relative/path.db`, `sqlite:///abs/path.db`, `sqlite::memory:`,
@@ -49,5 +52,11 @@ long long unix_ms_now();
 
 /// Cheap liveness probe ("SELECT 1"); false when the connection is unusable.
 bool ping(soci::session& sql) noexcept;
+
+/// Whether an idle session is still open, known without a round trip: false once the server
+/// has closed it (a PostgreSQL restart or `pg_terminate_backend` sends FATAL and closes; a
+/// crash closes). Between queries the server sends nothing (no LISTEN is used), so a
+/// readable or hung-up socket is its goodbye. SQLite sessions are always open.
+bool session_alive(soci::session& sql) noexcept;
 
 }  // namespace si::storage

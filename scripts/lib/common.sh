@@ -9,16 +9,21 @@ SI_PACKAGES=(
   libcaf-dev libboost-dev libhiredis-dev libsoci-dev libsqlite3-dev libpq-dev libssl-dev openssl
   libspdlog-dev catch2 nlohmann-json3-dev
   postgresql-15 postgresql-client-15 redis-server redis-tools sqlite3 jq curl procps
-  prometheus
+  prometheus python3 python3-yaml
 )
+
+# What scripts/fuzz adds (clang's libFuzzer and sanitizer runtimes): installed only there,
+# as `si_install_deps "${SI_FUZZ_PACKAGES[@]}"`.
+SI_FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
 si_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # Installs whichever packages are missing (non-interactive); a no-op when all are there.
+# Extra package names given as arguments are installed too (e.g. SI_FUZZ_PACKAGES).
 si_install_deps() {
   local missing=()
   local p
-  for p in "${SI_PACKAGES[@]}"; do
+  for p in "${SI_PACKAGES[@]}" "$@"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
       missing+=("$p")
     fi
@@ -64,8 +69,10 @@ si_free_port() {
 
 # si_wait_for DESCRIPTION TIMEOUT_S COMMAND...: polls COMMAND every 50 ms until it succeeds
 # (waiting on an event with a bound; not a sleep standing in for synchronisation).
+# SI_TEST_TIMEOUT_SCALE (integer, default 1) multiplies every bound: scripts/test sets it for
+# sanitizer builds, whose servers run several times slower.
 si_wait_for() {
-  local what="$1" limit="$2"
+  local what="$1" limit=$(( $2 * ${SI_TEST_TIMEOUT_SCALE:-1} ))
   shift 2
   local deadline=$(( $(date +%s%N) + limit * 1000000000 ))
   until "$@" >/dev/null 2>&1; do

@@ -220,6 +220,8 @@ const std::vector<std::pair<std::string, std::vector<std::string>>>& bad_values(
        {"0", "65536", "80a", "-1", " 80", "abc", "8080.0", "+80", "", "99999999999999999999999"}},
       {"HTTP_THREADS", {"257", "-1", "x", "1.5"}},
       {"ACTOR_THREADS", {"257", "two", ""}},
+      {"ACTOR_IDLE_STEAL_MS", {"0", "1001", "0.5", "-1", ""}},
+      {"SQLITE_CACHE_MB", {"0", "4097", "1.5", "64M", ""}},
       {"DATABASE_URL", {"mysql://u@h/db", "", "sqlite://", "data.db", "SQLITE://x.db"}},
       {"REDIS_URL", {"http://localhost", "redis://", "localhost:6379"}},
       {"HORIZON_URL",
@@ -524,7 +526,7 @@ TEST_CASE("help text lists options and every documented setting", "[config]") {
   for (const char* option : {"--help", "--version", "--check-config", "DOTENV_PATH"}) {
     CHECK(help.find(option) != std::string::npos);
   }
-  REQUIRE(documented_settings().size() == 81);
+  REQUIRE(documented_settings().size() == 83);
   for (const auto& doc : documented_settings()) {
     INFO(doc.name);
     auto default_text = doc.default_value.empty() ? std::string("unset") : doc.default_value;
