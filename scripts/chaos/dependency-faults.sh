@@ -78,12 +78,8 @@ max_ledgers=$(( initial_ledgers + expected_s * 1000 / close_ms ))
 tip=$(( start_ledger + max_ledgers - 1 ))
 
 si_chaos_setup dependency-faults "$max_seconds"
-si_log "dependency-faults: building (${SI_CHAOS_BUILD_DIR:-$SI_ROOT/build/release})"
-si_chaos_build
-si_receiver_install
-# shellcheck disable=SC2034 # read by lib.sh
-CHAOS_DEADLINE_MS=$(( $(si_chaos_ms) + max_seconds * 1000 ))
-started_ms=$(si_chaos_ms)
+si_chaos_prepare "$max_seconds"
+started_ms=$CHAOS_STARTED_MS
 
 si_chaos_start_backend "$backend"
 redis_conf="$SI_TEST_REDIS_DIR/redis.conf"

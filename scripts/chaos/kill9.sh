@@ -88,13 +88,8 @@ tip=$(( start_ledger + max_ledgers - 1 ))
 si_chaos_setup kill9 "$max_seconds"
 echo "kill9: seed=$seed kills=$kills backend=$backend (replay: scripts/chaos/kill9.sh" \
   "--seed $seed --kills $kills --backend $backend)"
-si_log "kill9: building (${SI_CHAOS_BUILD_DIR:-$SI_ROOT/build/release})"
-si_chaos_build
-si_receiver_install
-# The deadline counts from here: the build is not part of the run.
-# shellcheck disable=SC2034 # read by lib.sh
-CHAOS_DEADLINE_MS=$(( $(si_chaos_ms) + max_seconds * 1000 ))
-started_ms=$(si_chaos_ms)
+si_chaos_prepare "$max_seconds"
+started_ms=$CHAOS_STARTED_MS
 
 si_chaos_start_backend "$backend"
 si_start_sim "$SI_SIM_BIN" "$CHAOS_WORK/sim" --seed "$sim_seed" --start-ledger "$start_ledger" \

@@ -176,6 +176,17 @@ si_chaos_wait() {
 
 # Builds what the chaos scripts run, like scripts/run does (Release, niced: the machine is
 # shared). The output goes to CHAOS_WORK/build.log and is shown only when the build fails.
+# si_chaos_prepare MAX_SECONDS: builds the server and the simulator, installs the webhook
+# receiver, then starts the run's clock: CHAOS_DEADLINE_MS (the build is not part of the
+# run) and CHAOS_STARTED_MS.
+si_chaos_prepare() {
+  si_log "$CHAOS_NAME: building (${SI_CHAOS_BUILD_DIR:-$SI_ROOT/build/release})"
+  si_chaos_build
+  si_receiver_install
+  CHAOS_DEADLINE_MS=$(( $(si_chaos_ms) + $1 * 1000 ))
+  CHAOS_STARTED_MS=$(si_chaos_ms)
+}
+
 si_chaos_build() {
   local dir="${SI_CHAOS_BUILD_DIR:-$SI_ROOT/build/release}" target
   for target in stellar-insights horizon-sim; do
