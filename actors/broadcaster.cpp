@@ -1,4 +1,5 @@
 #include "actors/broadcaster.hpp"
+#include "actors/test_hang.hpp"
 
 #include "config/logging.hpp"
 #include "domain/horizon_values.hpp"
@@ -311,11 +312,8 @@ broadcaster_actor::behavior_type broadcaster_impl(self_ptr self, broadcaster_opt
       },
       [=](drain_atom) -> caf::result<std::string> {
         auto& st = self->state;
-        if (st.opts.test_hang_on_drain) {
-          // Test-only (TEST_HANG_ON_DRAIN): stuck in its drain while everything else goes on;
-          // the supervisor's deadline must report it timed_out and kill it.
-          st.log->warn("TEST_HANG_ON_DRAIN: ignoring the drain request");
-          return self->make_response_promise<std::string>();
+        if (ignore_drain_for_test(st.opts.test_hang_on_drain, *st.log)) {
+          return self->make_response_promise<std::string>();  // never delivered
         }
         // Lookups in flight are abandoned: their updates would reach clients that are being
         // told the server is going away (the hub drains right after this actor).

@@ -1,4 +1,5 @@
 #include "actors/cache.hpp"
+#include "actors/test_hang.hpp"
 
 #include "config/logging.hpp"
 
@@ -74,10 +75,8 @@ cache_actor::behavior_type cache_impl(cache_actor::stateful_pointer<cache_state>
       },
       [=](drain_atom) -> caf::result<std::string> {
         auto& st = self->state;
-        if (test_hang_on_drain) {
-          // Test-only: a cache stuck in its drain (see TEST_HANG_ON_DRAIN).
-          st.log->warn("TEST_HANG_ON_DRAIN: ignoring the drain request");
-          return self->make_response_promise<std::string>();
+        if (ignore_drain_for_test(test_hang_on_drain, *st.log)) {
+          return self->make_response_promise<std::string>();  // never delivered
         }
         auto stats = cache_stats_json(st.backend->name(), st.backend->stats());
         st.log->info("cache closing: {}", stats);

@@ -1,4 +1,5 @@
 #include "actors/db.hpp"
+#include "actors/test_hang.hpp"
 
 #include "config/logging.hpp"
 
@@ -207,11 +208,8 @@ db_actor::behavior_type db_impl(self_ptr self, db_options opts) {
         st.log->info("db drain: refusing new queries; {} in flight, {} queued", st.in_flight,
                      st.queue.size());
         st.closing = true;
-        if (st.opts.test_hang_on_drain) {
-          // Test-only: behave like a subsystem stuck in its drain; the supervisor's deadline
-          // must report it timed_out and kill it.
-          st.log->warn("TEST_HANG_ON_DRAIN: ignoring the drain request");
-          return self->make_response_promise<std::string>();
+        if (ignore_drain_for_test(st.opts.test_hang_on_drain, *st.log)) {
+          return self->make_response_promise<std::string>();  // never delivered
         }
         st.drain_promise = self->make_response_promise<std::string>();
         auto rp = *st.drain_promise;

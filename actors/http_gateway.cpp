@@ -1,4 +1,5 @@
 #include "actors/http_gateway.hpp"
+#include "actors/test_hang.hpp"
 
 #include "actors/http_gateway_routes.hpp"
 #include "actors/ws_hub.hpp"
@@ -342,11 +343,8 @@ http_gateway_actor::behavior_type gateway_impl(self_ptr self, http_gateway_optio
       [=](drain_atom) -> caf::result<std::string> {
         auto& st = self->state;
         st.drain_requested = true;
-        if (st.opts.test_hang_on_drain) {
-          // Test-only (TEST_HANG_ON_DRAIN): stuck in its drain while everything else goes on;
-          // the supervisor's deadline must report it timed_out and kill it.
-          st.log->warn("TEST_HANG_ON_DRAIN: ignoring the drain request");
-          return self->make_response_promise<std::string>();
+        if (ignore_drain_for_test(st.opts.test_hang_on_drain, *st.log)) {
+          return self->make_response_promise<std::string>();  // never delivered
         }
         if (st.drain_promise) {
           return make_error(errc::closing, "drain already in progress");

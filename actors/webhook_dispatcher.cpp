@@ -1,4 +1,5 @@
 #include "actors/webhook_dispatcher.hpp"
+#include "actors/test_hang.hpp"
 
 #include <algorithm>
 #include <deque>
@@ -672,11 +673,8 @@ webhook_dispatcher_actor::behavior_type dispatcher_impl(self_ptr self,
   return {
       [=](drain_atom) -> caf::result<std::string> {
         auto& st = self->state;
-        if (st.opts.test_hang_on_drain) {
-          // Test-only (TEST_HANG_ON_DRAIN): stuck in its drain while everything else goes on;
-          // the supervisor's deadline must report it timed_out and kill it.
-          st.log->warn("TEST_HANG_ON_DRAIN: ignoring the drain request");
-          return self->make_response_promise<std::string>();
+        if (ignore_drain_for_test(st.opts.test_hang_on_drain, *st.log)) {
+          return self->make_response_promise<std::string>();  // never delivered
         }
         auto promise = self->make_response_promise<std::string>();
         if (st.draining) {
