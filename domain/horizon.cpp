@@ -1,8 +1,12 @@
 #include "domain/horizon.hpp"
 
+#include <algorithm>
 #include <array>
+#include <initializer_list>
 #include <limits>
 #include <utility>
+
+#include <simdjson.h>
 
 #include "domain/strkey.hpp"
 
@@ -16,21 +20,256 @@ constexpr int64_t int32_max = std::numeric_limits<int32_t>::max();
 constexpr int64_t int64_max = std::numeric_limits<int64_t>::max();
 constexpr int64_t uint32_max = std::numeric_limits<uint32_t>::max();
 
+/// Writes `text` as a JSON string literal.
+void append_json_string(std::string& out, std::string_view text) {
+  static constexpr char hex[] = "0123456789abcdef";
+  out.push_back('"');
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (u < 0x20) {
+      out += "\\u00";
+      out.push_back(hex[u >> 4]);
+      out.push_back(hex[u & 0xF]);
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
+}
+
+/// Read-only views of one JSON value, the two sources the record parsers read: nlohmann
+/// values handed over already decoded (parse_ledger(json), parse_page_json, problem bodies),
+/// and simdjson's DOM for text (pages, single records, stream events: what the ingestor and
+/// the schedulers read, where a DOM of maps and strings cost most of the ingest CPU). Both
+/// views give the same answers: a duplicated key reads as its last occurrence (nlohmann's
+/// rule), integers beyond int64 report as such, and the fuzz target `horizon` compares the
+/// two on every input both decode.
+class nl_view {
+ public:
+  explicit nl_view(const json& value) : value_(&value) {}
+
+  bool is_object() const {
+    return value_->is_object();
+  }
+  bool is_array() const {
+    return value_->is_array();
+  }
+  bool is_string() const {
+    return value_->is_string();
+  }
+  bool is_null() const {
+    return value_->is_null();
+  }
+  bool is_boolean() const {
+    return value_->is_boolean();
+  }
+  bool is_integer() const {
+    return value_->is_number_integer();
+  }
+  bool is_fraction() const {
+    return value_->is_number_float();
+  }
+  std::string_view type_name() const {
+    return value_->type_name();
+  }
+
+  std::string_view str() const {
+    return value_->get_ref<const std::string&>();
+  }
+  bool boolean() const {
+    return value_->get<bool>();
+  }
+  /// An integer's value; nullopt when it is above int64's range.
+  std::optional<int64_t> int64() const {
+    if (value_->is_number_unsigned()
+        && value_->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return std::nullopt;
+    }
+    return value_->get<int64_t>();
+  }
+  std::string dump() const {
+    return value_->dump();
+  }
+  json to_json() const {
+    return *value_;
+  }
+
+  std::optional<nl_view> find(std::string_view key) const {
+    auto it = value_->find(key);
+    if (it == value_->end()) {
+      return std::nullopt;
+    }
+    return nl_view(*it);
+  }
+
+  /// Calls `f(index, element)` for each element of an array until it returns false.
+  template <class F>
+  void each_element(F&& f) const {
+    std::size_t i = 0;
+    for (const auto& element : *value_) {
+      if (!f(i++, nl_view(element))) {
+        return;
+      }
+    }
+  }
+
+  std::size_t size() const {
+    return value_->size();
+  }
+
+  /// The object as JSON text without the fields named in `drop`.
+  std::string text_without(std::initializer_list<std::string_view> drop) const {
+    json copy = *value_;
+    for (auto key : drop) {
+      copy.erase(std::string(key));
+    }
+    return copy.dump();
+  }
+
+ private:
+  const json* value_;
+};
+
+class sj_view {
+ public:
+  explicit sj_view(simdjson::dom::element value) : value_(value) {}
+
+  bool is_object() const {
+    return value_.type() == simdjson::dom::element_type::OBJECT;
+  }
+  bool is_array() const {
+    return value_.type() == simdjson::dom::element_type::ARRAY;
+  }
+  bool is_string() const {
+    return value_.type() == simdjson::dom::element_type::STRING;
+  }
+  bool is_null() const {
+    return value_.type() == simdjson::dom::element_type::NULL_VALUE;
+  }
+  bool is_boolean() const {
+    return value_.type() == simdjson::dom::element_type::BOOL;
+  }
+  bool is_integer() const {
+    const auto type = value_.type();
+    return type == simdjson::dom::element_type::INT64
+           || type == simdjson::dom::element_type::UINT64;
+  }
+  bool is_fraction() const {
+    return value_.type() == simdjson::dom::element_type::DOUBLE;
+  }
+  /// nlohmann's names, which error messages use.
+  std::string_view type_name() const {
+    switch (value_.type()) {
+      case simdjson::dom::element_type::ARRAY:
+        return "array";
+      case simdjson::dom::element_type::OBJECT:
+        return "object";
+      case simdjson::dom::element_type::STRING:
+        return "string";
+      case simdjson::dom::element_type::BOOL:
+        return "boolean";
+      case simdjson::dom::element_type::NULL_VALUE:
+        return "null";
+      default:
+        return "number";
+    }
+  }
+
+  std::string_view str() const {
+    return std::string_view(value_);
+  }
+  bool boolean() const {
+    return bool(value_);
+  }
+  std::optional<int64_t> int64() const {
+    if (value_.type() == simdjson::dom::element_type::UINT64) {
+      return std::nullopt;  // simdjson types only integers above int64's range so
+    }
+    return int64_t(value_);
+  }
+  std::string dump() const {
+    return simdjson::to_string(value_);
+  }
+  json to_json() const {
+    return json::parse(dump());
+  }
+
+  std::optional<sj_view> find(std::string_view key) const {
+    std::optional<sj_view> found;
+    for (auto field : simdjson::dom::object(value_)) {
+      if (field.key == key) {
+        found = sj_view(field.value);  // the last occurrence wins, as in nlohmann
+      }
+    }
+    return found;
+  }
+
+  template <class F>
+  void each_element(F&& f) const {
+    std::size_t i = 0;
+    for (auto element : simdjson::dom::array(value_)) {
+      if (!f(i++, sj_view(element))) {
+        return;
+      }
+    }
+  }
+
+  std::size_t size() const {
+    return simdjson::dom::array(value_).size();
+  }
+
+  /// The object as JSON text without the fields named in `drop` (a duplicated key: its last
+  /// occurrence, at the first one's place... as nlohmann keeps keys sorted, order is free).
+  std::string text_without(std::initializer_list<std::string_view> drop) const {
+    const auto object = simdjson::dom::object(value_);
+    std::string out = "{";
+    for (auto it = object.begin(); it != object.end(); ++it) {
+      const std::string_view key = it.key();
+      if (std::find(drop.begin(), drop.end(), key) != drop.end()) {
+        continue;
+      }
+      auto later = it;
+      bool repeated = false;
+      for (++later; later != object.end() && !repeated; ++later) {
+        repeated = later.key() == key;
+      }
+      if (repeated) {
+        continue;  // the last occurrence is written
+      }
+      if (out.size() > 1) {
+        out.push_back(',');
+      }
+      append_json_string(out, key);
+      out.push_back(':');
+      out += simdjson::to_string(it.value());
+    }
+    out.push_back('}');
+    return out;
+  }
+
+ private:
+  simdjson::dom::element value_;
+};
+
 /// The text of an id-like JSON value for error messages: a string as is, an integer in
 /// decimal, anything else "".
-std::string id_text(const json& object, std::string_view key) {
+template <class V>
+std::string id_text(const V& object, std::string_view key) {
   if (!object.is_object()) {
     return {};
   }
-  auto it = object.find(key);
-  if (it == object.end()) {
+  auto value = object.find(key);
+  if (!value) {
     return {};
   }
-  if (it->is_string()) {
-    return it->get<std::string>();
+  if (value->is_string()) {
+    return std::string(value->str());
   }
-  if (it->is_number_integer()) {
-    return it->dump();
+  if (value->is_integer()) {
+    return value->dump();
   }
   return {};
 }
@@ -56,9 +295,10 @@ struct error_slot {
 
 /// Typed, non-throwing access to the fields of one JSON object. The first failure is kept in
 /// the shared slot; later reads return defaults, and the caller checks `failed()` at the end.
+template <class V>
 class reader {
  public:
-  reader(const json& object, error_slot& slot, std::string prefix = {})
+  reader(V object, error_slot& slot, std::string prefix = {})
       : object_(object), slot_(slot), prefix_(std::move(prefix)) {}
 
   bool failed() const {
@@ -74,27 +314,27 @@ class reader {
 
   /// The value of `field`, or nullptr when it is absent or null (then, if `required`, a
   /// "is missing" failure is recorded).
-  const json* get(std::string_view field, bool required) {
-    auto it = object_.find(field);
-    if (it == object_.end() || it->is_null()) {
+  std::optional<V> get(std::string_view field, bool required) {
+    auto value = object_.find(field);
+    if (!value || value->is_null()) {
       if (required) {
-        fail(field, it == object_.end() ? "is missing" : "is null");
+        fail(field, !value ? "is missing" : "is null");
       }
-      return nullptr;
+      return std::nullopt;
     }
-    return &*it;
+    return value;
   }
 
   std::optional<std::string> opt_text(std::string_view field, bool required = false) {
-    const json* value = get(field, required);
-    if (value == nullptr) {
+    auto value = get(field, required);
+    if (!value) {
       return std::nullopt;
     }
     if (!value->is_string()) {
       fail(field, "must be a string, not " + type_of(*value));
       return std::nullopt;
     }
-    return value->get<std::string>();
+    return std::string(value->str());
   }
 
   std::string text(std::string_view field) {
@@ -102,15 +342,15 @@ class reader {
   }
 
   std::optional<bool> opt_boolean(std::string_view field, bool required = false) {
-    const json* value = get(field, required);
-    if (value == nullptr) {
+    auto value = get(field, required);
+    if (!value) {
       return std::nullopt;
     }
     if (!value->is_boolean()) {
       fail(field, "must be a boolean, not " + type_of(*value));
       return std::nullopt;
     }
-    return value->get<bool>();
+    return value->boolean();
   }
 
   bool boolean(std::string_view field) {
@@ -120,20 +360,20 @@ class reader {
   /// A JSON integer in [low, high].
   std::optional<int64_t> opt_integer(std::string_view field, int64_t low, int64_t high,
                                      bool required = false) {
-    const json* value = get(field, required);
-    if (value == nullptr) {
+    auto value = get(field, required);
+    if (!value) {
       return std::nullopt;
     }
-    if (!value->is_number_integer()) {
+    if (!value->is_integer()) {
       fail(field, "must be an integer, not " + type_of(*value));
       return std::nullopt;
     }
-    if (value->is_number_unsigned() && value->get<uint64_t>() > static_cast<uint64_t>(high)) {
+    const auto number = value->int64();
+    if (!number) {  // above int64's range
       fail(field, "must be at most " + std::to_string(high));
       return std::nullopt;
     }
-    const auto number = value->get<int64_t>();
-    return in_range(field, number, low, high);
+    return in_range(field, *number, low, high);
   }
 
   int64_t integer(std::string_view field, int64_t low, int64_t high) {
@@ -144,19 +384,19 @@ class reader {
   /// changed spelling across Horizon versions), in [low, high].
   std::optional<int64_t> opt_flexible_integer(std::string_view field, int64_t low, int64_t high,
                                               bool required = false) {
-    const json* value = get(field, required);
-    if (value == nullptr) {
+    auto value = get(field, required);
+    if (!value) {
       return std::nullopt;
     }
     if (value->is_string()) {
-      auto number = parse_decimal_int(value->get_ref<const std::string&>());
+      auto number = parse_decimal_int(value->str());
       if (auto* error = std::get_if<std::string>(&number)) {
         fail(field, "must be a decimal integer string: " + *error);
         return std::nullopt;
       }
       return in_range(field, std::get<int64_t>(number), low, high);
     }
-    if (value->is_number_integer()) {
+    if (value->is_integer()) {
       return opt_integer(field, low, high, required);
     }
     fail(field, "must be an integer or a decimal integer string, not " + type_of(*value));
@@ -169,15 +409,15 @@ class reader {
 
   /// A decimal amount string, in stroops.
   std::optional<int64_t> opt_stroops(std::string_view field, bool required = false) {
-    const json* value = get(field, required);
-    if (value == nullptr) {
+    auto value = get(field, required);
+    if (!value) {
       return std::nullopt;
     }
     if (!value->is_string()) {
       fail(field, "must be a decimal string, not " + type_of(*value));
       return std::nullopt;
     }
-    auto amount = parse_stroops(value->get_ref<const std::string&>());
+    auto amount = parse_stroops(value->str());
     if (auto* error = std::get_if<std::string>(&amount)) {
       fail(field, "must be a decimal string: " + *error);
       return std::nullopt;
@@ -191,15 +431,15 @@ class reader {
 
   /// An ISO-8601 UTC timestamp, in unix ms.
   std::optional<int64_t> opt_timestamp(std::string_view field, bool required = false) {
-    const json* value = get(field, required);
-    if (value == nullptr) {
+    auto value = get(field, required);
+    if (!value) {
       return std::nullopt;
     }
     if (!value->is_string()) {
       fail(field, "must be an ISO-8601 timestamp string, not " + type_of(*value));
       return std::nullopt;
     }
-    auto ms = parse_timestamp_ms(value->get_ref<const std::string&>());
+    auto ms = parse_timestamp_ms(value->str());
     if (auto* error = std::get_if<std::string>(&ms)) {
       fail(field, "must be an ISO-8601 timestamp: " + *error);
       return std::nullopt;
@@ -295,8 +535,8 @@ class reader {
 
   /// A reader of the object in `field`; nullopt when it is absent (or, required, an error).
   std::optional<reader> opt_object(std::string_view field, bool required = false) {
-    const json* value = get(field, required);
-    if (value == nullptr) {
+    auto value = get(field, required);
+    if (!value) {
       return std::nullopt;
     }
     if (!value->is_object()) {
@@ -306,25 +546,32 @@ class reader {
     return reader(*value, slot_, path(field) + ".");
   }
 
-  /// The array in `field`; nullptr when absent (or, required, an error).
-  const json* opt_array(std::string_view field, bool required = false) {
-    const json* value = get(field, required);
-    if (value != nullptr && !value->is_array()) {
+  /// The array in `field`; nullopt when absent (or, required, an error).
+  std::optional<V> opt_array(std::string_view field, bool required = false) {
+    auto value = get(field, required);
+    if (value && !value->is_array()) {
       fail(field, "must be an array, not " + type_of(*value));
-      return nullptr;
+      return std::nullopt;
     }
     return value;
   }
 
-  /// A reader of element `index` of the array in `field`, which must be an object.
-  std::optional<reader> element(std::string_view field, const json& array, std::size_t index) {
-    const std::string name = std::string(field) + "[" + std::to_string(index) + "]";
-    const json& value = array[index];
-    if (!value.is_object()) {
-      fail(name, "must be an object, not " + type_of(value));
-      return std::nullopt;
-    }
-    return reader(value, slot_, path(name) + ".");
+  /// Calls `f(index, reader)` for each element of `array` (the array in `field`), each of
+  /// which must be an object, until one fails.
+  template <class F>
+  void each_object(std::string_view field, const V& array, F&& f) {
+    array.each_element([&](std::size_t index, V value) {
+      if (failed()) {
+        return false;
+      }
+      if (!value.is_object()) {
+        fail(element_name(field, index), "must be an object, not " + type_of(value));
+        return false;
+      }
+      reader item(value, slot_, path(element_name(field, index)) + ".");
+      f(index, item);
+      return !failed();
+    });
   }
 
   std::string path(std::string_view field) const {
@@ -332,14 +579,18 @@ class reader {
   }
 
  private:
-  static std::string type_of(const json& value) {
-    if (value.is_number_integer()) {
+  static std::string element_name(std::string_view field, std::size_t index) {
+    return std::string(field) + "[" + std::to_string(index) + "]";
+  }
+
+  static std::string type_of(const V& value) {
+    if (value.is_integer()) {
       return "an integer";
     }
-    if (value.is_number_float()) {
+    if (value.is_fraction()) {
       return "a fractional number";
     }
-    const std::string name = value.type_name();
+    const std::string name(value.type_name());
     return (name == "object" || name == "array" ? "an " : "a ") + name;
   }
 
@@ -353,7 +604,7 @@ class reader {
     return number;
   }
 
-  const json& object_;
+  V object_;
   error_slot& slot_;
   std::string prefix_;
 };
@@ -364,28 +615,30 @@ parse_error whole_error(std::string record, std::string id, std::string problem)
 }
 
 /// Starts a record parse: the slot, or an error when `record` is not an object.
-std::optional<parse_error> check_object(const json& record, const error_slot& slot) {
+template <class V>
+std::optional<parse_error> check_object(const V& record, const error_slot& slot) {
   if (!record.is_object()) {
     return whole_error(slot.record, slot.id,
-                       std::string("must be a JSON object, not ") + record.type_name());
+                       "must be a JSON object, not " + std::string(record.type_name()));
   }
   return std::nullopt;
 }
 
-/// Decodes JSON text; the error (position and reason) as text.
-std::variant<json, std::string> decode(std::string_view text) {
-  try {
-    return json::parse(text.begin(), text.end());
-  } catch (const json::exception& e) {
-    std::string what = e.what();
-    // Drop nlohmann's "[json.exception.parse_error.101] " tag.
-    if (!what.empty() && what.front() == '[') {
-      if (auto end = what.find("] "); end != std::string::npos) {
-        what.erase(0, end + 2);
-      }
-    }
-    return "is not valid JSON: " + what;
+/// Decodes JSON text with this thread's simdjson parser; the error (its reason) as text.
+/// The view is valid until this thread decodes again.
+std::variant<sj_view, std::string> decode(std::string_view text) {
+  // One parser per thread keeps its buffers for the next page of similar size; one that grew
+  // for an unusually large body is dropped before it is reused for a normal one.
+  constexpr std::size_t keep_capacity = std::size_t{8} << 20;
+  thread_local simdjson::dom::parser parser;
+  if (parser.capacity() > keep_capacity && text.size() <= keep_capacity) {
+    parser = simdjson::dom::parser();
   }
+  auto root = parser.parse(text.data(), text.size(), true);
+  if (root.error() != simdjson::SUCCESS) {
+    return std::string("is not valid JSON: ") + simdjson::error_message(root.error());
+  }
+  return sj_view(root.value_unsafe());
 }
 
 int32_t to_int32(int64_t v) {
@@ -399,74 +652,6 @@ constexpr std::array payment_like_types = {
     std::string_view("create_account"),
     std::string_view("account_merge"),
 };
-
-template <class T>
-struct kind;
-
-template <>
-struct kind<ledger> {
-  static constexpr std::string_view name = "ledger";
-  static constexpr std::string_view page = "ledgers page";
-  static parsed<ledger> parse(const json& j) {
-    return parse_ledger(j);
-  }
-};
-template <>
-struct kind<transaction> {
-  static constexpr std::string_view name = "transaction";
-  static constexpr std::string_view page = "transactions page";
-  static parsed<transaction> parse(const json& j) {
-    return parse_transaction(j);
-  }
-};
-template <>
-struct kind<operation> {
-  static constexpr std::string_view name = "operation";
-  static constexpr std::string_view page = "operations page";
-  static parsed<operation> parse(const json& j) {
-    return parse_operation(j);
-  }
-};
-template <>
-struct kind<liquidity_pool> {
-  static constexpr std::string_view name = "liquidity pool";
-  static constexpr std::string_view page = "liquidity pools page";
-  static parsed<liquidity_pool> parse(const json& j) {
-    return parse_liquidity_pool(j);
-  }
-};
-template <>
-struct kind<trade> {
-  static constexpr std::string_view name = "trade";
-  static constexpr std::string_view page = "trades page";
-  static parsed<trade> parse(const json& j) {
-    return parse_trade(j);
-  }
-};
-template <>
-struct kind<asset_stats> {
-  static constexpr std::string_view name = "asset";
-  static constexpr std::string_view page = "assets page";
-  static parsed<asset_stats> parse(const json& j) {
-    return parse_asset_stats(j);
-  }
-};
-template <>
-struct kind<problem> {
-  static constexpr std::string_view name = "problem";
-  static parsed<problem> parse(const json& j) {
-    return parse_problem(j);
-  }
-};
-
-/// The JSON text of a string value unquoted; other text as is.
-std::string unquote(const std::string& data) {
-  auto decoded = decode(data);
-  if (auto* value = std::get_if<json>(&decoded); value != nullptr && value->is_string()) {
-    return value->get<std::string>();
-  }
-  return data;
-}
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') {
@@ -555,7 +740,10 @@ std::string cursor_of(std::string_view href) {
   return {};
 }
 
-parsed<ledger> parse_ledger(const json& record) {
+namespace {
+
+template <class V>
+parsed<ledger> ledger_from(const V& record) {
   error_slot slot{"ledger", id_text(record, "sequence"), {}};
   if (slot.id.empty()) {
     slot.id = id_text(record, "hash");
@@ -563,7 +751,7 @@ parsed<ledger> parse_ledger(const json& record) {
   if (auto error = check_object(record, slot)) {
     return *error;
   }
-  reader r(record, slot);
+  reader<V> r(record, slot);
   ledger out;
   out.sequence = r.integer("sequence", 1, uint32_max);
   out.hash = r.hex64("hash");
@@ -587,12 +775,21 @@ parsed<ledger> parse_ledger(const json& record) {
   return out;
 }
 
-parsed<transaction> parse_transaction(const json& record) {
+}  // namespace
+
+parsed<ledger> parse_ledger(const json& record) {
+  return ledger_from(nl_view(record));
+}
+
+namespace {
+
+template <class V>
+parsed<transaction> transaction_from(const V& record) {
   error_slot slot{"transaction", id_text(record, "hash"), {}};
   if (auto error = check_object(record, slot)) {
     return *error;
   }
-  reader r(record, slot);
+  reader<V> r(record, slot);
   transaction out;
   out.hash = r.hex64("hash");
   out.ledger = r.integer("ledger", 1, uint32_max);
@@ -610,18 +807,35 @@ parsed<transaction> parse_transaction(const json& record) {
   out.memo_type = r.text("memo_type");
   out.memo = r.opt_text("memo");
   out.paging_token = r.text("paging_token");
+  if (!r.failed()) {
+    auto toid = parse_decimal_int(out.paging_token);
+    if (auto* error = std::get_if<std::string>(&toid)) {
+      r.fail("paging_token", "must be a decimal integer string: " + *error);
+    } else {
+      out.toid = std::get<int64_t>(toid);
+    }
+  }
   if (r.failed()) {
     return *slot.error;
   }
   return out;
 }
 
-parsed<operation> parse_operation(const json& record) {
+}  // namespace
+
+parsed<transaction> parse_transaction(const json& record) {
+  return transaction_from(nl_view(record));
+}
+
+namespace {
+
+template <class V>
+parsed<operation> operation_from(const V& record) {
   error_slot slot{"operation", id_text(record, "id"), {}};
   if (auto error = check_object(record, slot)) {
     return *error;
   }
-  reader r(record, slot);
+  reader<V> r(record, slot);
   operation out;
   if (auto id = r.opt_text("id", true)) {
     auto number = parse_decimal_int(*id);
@@ -676,21 +890,27 @@ parsed<operation> parse_operation(const json& record) {
   if (is_payment_like(out.type)) {
     out.payment = std::move(effect);
   }
-  out.details = record;
-  for (const char* key :
-       {"_links", "id", "paging_token", "transaction_hash", "transaction_successful", "type",
-        "type_i", "source_account", "created_at"}) {
-    out.details.erase(key);
-  }
+  out.details = record.text_without({"_links", "id", "paging_token", "transaction_hash",
+                                     "transaction_successful", "type", "type_i", "source_account",
+                                     "created_at"});
   return out;
 }
 
-parsed<liquidity_pool> parse_liquidity_pool(const json& record) {
+}  // namespace
+
+parsed<operation> parse_operation(const json& record) {
+  return operation_from(nl_view(record));
+}
+
+namespace {
+
+template <class V>
+parsed<liquidity_pool> liquidity_pool_from(const V& record) {
   error_slot slot{"liquidity pool", id_text(record, "id"), {}};
   if (auto error = check_object(record, slot)) {
     return *error;
   }
-  reader r(record, slot);
+  reader<V> r(record, slot);
   liquidity_pool out;
   out.id = r.hex64("id");
   out.paging_token = r.text("paging_token");
@@ -698,15 +918,13 @@ parsed<liquidity_pool> parse_liquidity_pool(const json& record) {
   out.type = r.text("type");
   out.total_shares = r.stroops("total_shares");
   out.total_trustlines = r.flexible_integer("total_trustlines", 0, int64_max);
-  if (const json* reserves = r.opt_array("reserves", true)) {
-    for (std::size_t i = 0; i < reserves->size() && !r.failed(); ++i) {
-      if (auto item = r.element("reserves", *reserves, i)) {
-        pool_reserve reserve;
-        reserve.reserve_asset = item->asset_text("asset");
-        reserve.amount = item->stroops("amount");
-        out.reserves.push_back(std::move(reserve));
-      }
-    }
+  if (auto reserves = r.opt_array("reserves", true)) {
+    r.each_object("reserves", *reserves, [&](std::size_t, reader<V>& item) {
+      pool_reserve reserve;
+      reserve.reserve_asset = item.asset_text("asset");
+      reserve.amount = item.stroops("amount");
+      out.reserves.push_back(std::move(reserve));
+    });
   }
   out.last_modified_ledger = r.integer("last_modified_ledger", 0, uint32_max);
   out.last_modified_time_ms = r.opt_timestamp("last_modified_time");
@@ -716,12 +934,21 @@ parsed<liquidity_pool> parse_liquidity_pool(const json& record) {
   return out;
 }
 
-parsed<trade> parse_trade(const json& record) {
+}  // namespace
+
+parsed<liquidity_pool> parse_liquidity_pool(const json& record) {
+  return liquidity_pool_from(nl_view(record));
+}
+
+namespace {
+
+template <class V>
+parsed<trade> trade_from(const V& record) {
   error_slot slot{"trade", id_text(record, "id"), {}};
   if (auto error = check_object(record, slot)) {
     return *error;
   }
-  reader r(record, slot);
+  reader<V> r(record, slot);
   trade out;
   out.id = r.text("id");
   out.paging_token = r.text("paging_token");
@@ -760,7 +987,16 @@ parsed<trade> parse_trade(const json& record) {
   return out;
 }
 
-parsed<asset_stats> parse_asset_stats(const json& record) {
+}  // namespace
+
+parsed<trade> parse_trade(const json& record) {
+  return trade_from(nl_view(record));
+}
+
+namespace {
+
+template <class V>
+parsed<asset_stats> asset_stats_from(const V& record) {
   error_slot slot{"asset", {}, {}};
   const std::string code = id_text(record, "asset_code");
   const std::string issuer = id_text(record, "asset_issuer");
@@ -769,7 +1005,7 @@ parsed<asset_stats> parse_asset_stats(const json& record) {
   if (auto error = check_object(record, slot)) {
     return *error;
   }
-  reader r(record, slot);
+  reader<V> r(record, slot);
   asset_stats out;
   out.stats_asset = r.asset_triple("");
   if (!r.failed() && out.stats_asset.is_native()) {
@@ -827,12 +1063,21 @@ parsed<asset_stats> parse_asset_stats(const json& record) {
   return out;
 }
 
-parsed<problem> parse_problem(const json& body) {
+}  // namespace
+
+parsed<asset_stats> parse_asset_stats(const json& record) {
+  return asset_stats_from(nl_view(record));
+}
+
+namespace {
+
+template <class V>
+parsed<problem> problem_from(const V& body) {
   error_slot slot{"problem", {}, {}};
   if (auto error = check_object(body, slot)) {
     return *error;
   }
-  reader r(body, slot);
+  reader<V> r(body, slot);
   problem out;
   out.type = r.text("type");
   out.title = r.text("title");
@@ -845,18 +1090,18 @@ parsed<problem> parse_problem(const json& body) {
   }
   out.instance = r.opt_text("instance");
   if (auto extras = r.opt_object("extras")) {
-    out.extras = body.at("extras");
+    out.extras = body.find("extras")->to_json();
     if (auto codes = extras->opt_object("result_codes")) {
       out.transaction_result_code = codes->opt_text("transaction");
-      if (const json* ops = codes->opt_array("operations")) {
-        for (std::size_t i = 0; i < ops->size(); ++i) {
-          const json& code = (*ops)[i];
+      if (auto ops = codes->opt_array("operations")) {
+        ops->each_element([&](std::size_t i, const V& code) {
           if (!code.is_string()) {
             codes->fail("operations[" + std::to_string(i) + "]", "must be a string");
-            break;
+            return false;
           }
-          out.operation_result_codes.push_back(code.get<std::string>());
-        }
+          out.operation_result_codes.emplace_back(code.str());
+          return true;
+        });
       }
     }
   }
@@ -866,23 +1111,110 @@ parsed<problem> parse_problem(const json& body) {
   return out;
 }
 
+}  // namespace
+
+parsed<problem> parse_problem(const json& body) {
+  return problem_from(nl_view(body));
+}
+
+namespace {
+
+template <class T>
+struct kind;
+
+template <>
+struct kind<ledger> {
+  static constexpr std::string_view name = "ledger";
+  static constexpr std::string_view page = "ledgers page";
+  template <class V>
+  static parsed<ledger> parse(const V& j) {
+    return ledger_from(j);
+  }
+};
+template <>
+struct kind<transaction> {
+  static constexpr std::string_view name = "transaction";
+  static constexpr std::string_view page = "transactions page";
+  template <class V>
+  static parsed<transaction> parse(const V& j) {
+    return transaction_from(j);
+  }
+};
+template <>
+struct kind<operation> {
+  static constexpr std::string_view name = "operation";
+  static constexpr std::string_view page = "operations page";
+  template <class V>
+  static parsed<operation> parse(const V& j) {
+    return operation_from(j);
+  }
+};
+template <>
+struct kind<liquidity_pool> {
+  static constexpr std::string_view name = "liquidity pool";
+  static constexpr std::string_view page = "liquidity pools page";
+  template <class V>
+  static parsed<liquidity_pool> parse(const V& j) {
+    return liquidity_pool_from(j);
+  }
+};
+template <>
+struct kind<trade> {
+  static constexpr std::string_view name = "trade";
+  static constexpr std::string_view page = "trades page";
+  template <class V>
+  static parsed<trade> parse(const V& j) {
+    return trade_from(j);
+  }
+};
+template <>
+struct kind<asset_stats> {
+  static constexpr std::string_view name = "asset";
+  static constexpr std::string_view page = "assets page";
+  template <class V>
+  static parsed<asset_stats> parse(const V& j) {
+    return asset_stats_from(j);
+  }
+};
+template <>
+struct kind<problem> {
+  static constexpr std::string_view name = "problem";
+  template <class V>
+  static parsed<problem> parse(const V& j) {
+    return problem_from(j);
+  }
+};
+
+/// The JSON text of a string value unquoted; other text as is.
+std::string unquote(const std::string& data) {
+  auto decoded = decode(data);
+  if (auto* value = std::get_if<sj_view>(&decoded); value != nullptr && value->is_string()) {
+    return std::string(value->str());
+  }
+  return data;
+}
+
+}  // namespace
+
 template <class T>
 parsed<T> parse_record(std::string_view text) {
   auto decoded = decode(text);
   if (auto* error = std::get_if<std::string>(&decoded)) {
     return whole_error(std::string(kind<T>::name), {}, *error);
   }
-  return kind<T>::parse(std::get<json>(decoded));
+  return kind<T>::parse(std::get<sj_view>(decoded));
 }
 
-template <class T>
-parsed<page<T>> parse_page_json(const json& body) {
+namespace {
+
+template <class T, class V>
+parsed<page<T>> page_from(const V& body) {
   const std::string name(kind<T>::page);
   if (!body.is_object()) {
-    return whole_error(name, {}, std::string("must be a JSON object, not ") + body.type_name());
+    return whole_error(name, {}, "must be a JSON object, not " + std::string(body.type_name()));
   }
   error_slot slot{name, {}, {}};
-  reader r(body, slot);
+  reader<V> r(body, slot);
   page<T> out;
   if (auto links = r.opt_object("_links")) {
     if (auto self = links->opt_object("self")) {
@@ -893,7 +1225,7 @@ parsed<page<T>> parse_page_json(const json& body) {
       out.next_cursor = cursor_of(out.next_href);
     }
   }
-  const json* records = nullptr;
+  std::optional<V> records;
   if (auto embedded = r.opt_object("_embedded", true)) {
     records = embedded->opt_array("records", true);
   }
@@ -901,18 +1233,31 @@ parsed<page<T>> parse_page_json(const json& body) {
     return *slot.error;
   }
   out.records.reserve(records->size());
-  for (std::size_t i = 0; i < records->size(); ++i) {
-    auto item = kind<T>::parse((*records)[i]);
+  std::optional<parse_error> failure;
+  records->each_element([&](std::size_t i, const V& record) {
+    auto item = kind<T>::parse(record);
     if (auto* error = std::get_if<parse_error>(&item)) {
       error->context = "record " + std::to_string(i);
-      return *error;
+      failure = std::move(*error);
+      return false;
     }
     out.records.push_back(std::get<T>(std::move(item)));
+    return true;
+  });
+  if (failure) {
+    return *failure;
   }
   if (!out.records.empty()) {
     out.last_paging_token = out.records.back().paging_token;
   }
   return out;
+}
+
+}  // namespace
+
+template <class T>
+parsed<page<T>> parse_page_json(const json& body) {
+  return page_from<T>(nl_view(body));
 }
 
 template <class T>
@@ -921,7 +1266,7 @@ parsed<page<T>> parse_page(std::string_view text) {
   if (auto* error = std::get_if<std::string>(&decoded)) {
     return whole_error(std::string(kind<T>::page), {}, *error);
   }
-  return parse_page_json<T>(std::get<json>(decoded));
+  return page_from<T>(std::get<sj_view>(decoded));
 }
 
 template <class T>
@@ -955,7 +1300,7 @@ parsed<stream_item<T>> parse_stream_event(const sse_event& event) {
   if (auto* error = std::get_if<std::string>(&decoded)) {
     return parse_error{context, std::string(kind<T>::name), {}, {}, "data " + *error};
   }
-  auto record = kind<T>::parse(std::get<json>(decoded));
+  auto record = kind<T>::parse(std::get<sj_view>(decoded));
   if (auto* error = std::get_if<parse_error>(&record)) {
     error->context = context;
     return *error;

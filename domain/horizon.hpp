@@ -73,6 +73,7 @@ struct transaction {
   std::string memo_type;                              ///< none, text, id, hash, return
   std::optional<std::string> memo;  ///< as Horizon gives it (text; id in decimal; base64)
   std::string paging_token;
+  int64_t toid = 0;  ///< the paging token's value: ordered like ledgers, the storage key
 
   /// True for a fee-bump transaction.
   bool is_fee_bump() const {
@@ -105,8 +106,9 @@ struct operation {
   std::string source_account;  ///< G... (the muxed M... form is left in `details`)
   int64_t created_at_ms = 0;
   std::optional<payment_effect> payment;  ///< set for the payment-like types only
-  /// Every other field of the record (all but `_links` and the ones above), as sent.
-  nlohmann::json details = nlohmann::json::object();
+  /// Every other field of the record (all but `_links` and the ones above) as a JSON
+  /// object's text, stored as is (key order is not significant).
+  std::string details = "{}";
 };
 
 /// True for the types whose `operation::payment` is filled in.

@@ -187,27 +187,28 @@ long long write_ledgers(soci::session& sql, const std::vector<domain::ledger>& l
 long long write_transactions(soci::session& sql, const std::vector<domain::transaction>& txs) {
   using enum col_type;
   bulk_insert ins(sql, "transactions",
-                  {"hash", "ledger", "paging_token", "source_account", "fee_account", "fee_charged",
-                   "max_fee", "successful", "fee_bump", "inner_hash", "operation_count",
-                   "memo_type", "memo", "created_at"},
-                  {text, integer, text, text, text, integer, integer, integer, integer, text,
-                   integer, text, text, integer},
-                  "hash", chunk_rows);
+                  {"id", "hash", "ledger", "paging_token", "source_account", "fee_account",
+                   "fee_charged", "max_fee", "successful", "fee_bump", "inner_hash",
+                   "operation_count", "memo_type", "memo", "created_at"},
+                  {integer, text, integer, text, text, text, integer, integer, integer, integer,
+                   text, integer, text, text, integer},
+                  "id", chunk_rows);
   for (const auto& t : txs) {
-    ins.set_text(0, t.hash);
-    ins.set_int(1, t.ledger);
-    ins.set_text(2, t.paging_token);
-    ins.set_text(3, t.source_account);
-    ins.set_text(4, t.fee_account);
-    ins.set_int(5, t.fee_charged);
-    ins.set_int(6, t.max_fee);
-    ins.set_int(7, t.successful ? 1 : 0);
-    ins.set_int(8, t.is_fee_bump() ? 1 : 0);
-    ins.set_opt_text(9, t.inner_transaction_hash);
-    ins.set_int(10, t.operation_count);
-    ins.set_text(11, t.memo_type);
-    ins.set_opt_text(12, t.memo);
-    ins.set_int(13, t.created_at_ms);
+    ins.set_int(0, t.toid);
+    ins.set_text(1, t.hash);
+    ins.set_int(2, t.ledger);
+    ins.set_text(3, t.paging_token);
+    ins.set_text(4, t.source_account);
+    ins.set_text(5, t.fee_account);
+    ins.set_int(6, t.fee_charged);
+    ins.set_int(7, t.max_fee);
+    ins.set_int(8, t.successful ? 1 : 0);
+    ins.set_int(9, t.is_fee_bump() ? 1 : 0);
+    ins.set_opt_text(10, t.inner_transaction_hash);
+    ins.set_int(11, t.operation_count);
+    ins.set_text(12, t.memo_type);
+    ins.set_opt_text(13, t.memo);
+    ins.set_int(14, t.created_at_ms);
     ins.end_row();
   }
   return ins.finish();
@@ -257,7 +258,7 @@ long long write_operations(soci::session& sql, const std::vector<domain::operati
       ins.set_real(15, std::nullopt);
       ins.set_real(16, std::nullopt);
     }
-    ins.set_text(17, o.details.is_null() ? std::string("{}") : o.details.dump());
+    ins.set_text(17, o.details);
     ins.end_row();
   }
   return ins.finish();

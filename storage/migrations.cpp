@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cstdint>
 #include <stdexcept>
+#include <string_view>
+#include <utility>
 
 namespace si::storage {
 
@@ -13,6 +15,9 @@ namespace {
 
 /// `{{AUTO_ID}}` marks an auto-increment primary key; each backend spells it its own way.
 constexpr std::string_view auto_id_marker = "{{AUTO_ID}}";
+/// `{{INT64_KEY}}` marks a 64-bit primary key the application assigns: SQLite's INTEGER
+/// PRIMARY KEY (64-bit, the table's own rowid, so no separate index) or PostgreSQL's BIGINT.
+constexpr std::string_view int64_key_marker = "{{INT64_KEY}}";
 
 /// Every migration this build knows, oldest first. Append only: an applied migration is
 /// never edited (a fix is a new migration). Timestamps are BIGINT unix milliseconds; booleans
@@ -339,6 +344,50 @@ const std::vector<migration>& all_migrations() {
   window_ms BIGINT NOT NULL,
   evaluated_at BIGINT NOT NULL))",
        }},
+      {5,
+       "ingest_write_path",
+       {
+           // Ingestion wrote ~7 pages per operation, most of them for indexes no query reads,
+           // four of them keyed by hashes and accounts so that each insert lands on a random
+           // leaf page. The API serves no per-account, per-transaction or per-asset operation
+           // lists; the anchor aggregate's OR of accounts and anchor assets is planned on
+           // created_at; a ledger's rows are a range of the TOID key (sequence << 32), so
+           // the ledger indexes repeated the key. Add one back with the query that needs it.
+           "DROP INDEX IF EXISTS operations_transaction_idx",
+           "DROP INDEX IF EXISTS operations_from_idx",
+           "DROP INDEX IF EXISTS operations_to_idx",
+           "DROP INDEX IF EXISTS operations_corridor_idx",
+           "DROP INDEX IF EXISTS operations_ledger_idx",
+           "DROP INDEX IF EXISTS transactions_source_idx",
+           // Transactions were keyed by their hash: half of the pages a batch dirtied were
+           // leaves of that random index. They are keyed by their TOID (the paging token,
+           // ordered like ledgers) instead; the hash stays a column (nothing looks it up).
+           R"(CREATE TABLE transactions_v5 (
+  id {{INT64_KEY}},
+  hash TEXT NOT NULL,
+  ledger BIGINT NOT NULL,
+  paging_token TEXT,
+  source_account TEXT NOT NULL,
+  fee_account TEXT,
+  fee_charged BIGINT NOT NULL,
+  max_fee BIGINT,
+  successful INTEGER NOT NULL,
+  fee_bump INTEGER NOT NULL DEFAULT 0,
+  inner_hash TEXT,
+  operation_count INTEGER NOT NULL,
+  memo_type TEXT,
+  memo TEXT,
+  created_at BIGINT NOT NULL))",
+           R"(INSERT INTO transactions_v5 (id, hash, ledger, paging_token, source_account,
+  fee_account, fee_charged, max_fee, successful, fee_bump, inner_hash, operation_count,
+  memo_type, memo, created_at)
+  SELECT CAST(paging_token AS BIGINT), hash, ledger, paging_token, source_account, fee_account,
+  fee_charged, max_fee, successful, fee_bump, inner_hash, operation_count, memo_type, memo,
+  created_at FROM transactions)",
+           "DROP TABLE transactions",
+           "ALTER TABLE transactions_v5 RENAME TO transactions",
+           "CREATE INDEX transactions_created_at_idx ON transactions (created_at)",
+       }},
   };
   return list;
 }
@@ -402,12 +451,17 @@ const std::vector<migration>& migrations() {
 }
 
 std::string render_statement(const std::string& statement, backend kind) {
-  const std::string auto_id =
-      kind == backend::sqlite ? "INTEGER PRIMARY KEY AUTOINCREMENT" : "BIGSERIAL PRIMARY KEY";
+  const bool sqlite = kind == backend::sqlite;
   std::string out = statement;
-  for (auto pos = out.find(auto_id_marker); pos != std::string::npos;
-       pos = out.find(auto_id_marker, pos + auto_id.size())) {
-    out.replace(pos, auto_id_marker.size(), auto_id);
+  for (const auto& [marker, text] :
+       {std::pair{auto_id_marker, std::string_view(sqlite ? "INTEGER PRIMARY KEY AUTOINCREMENT"
+                                                          : "BIGSERIAL PRIMARY KEY")},
+        std::pair{int64_key_marker,
+                  std::string_view(sqlite ? "INTEGER PRIMARY KEY" : "BIGINT PRIMARY KEY")}}) {
+    for (auto pos = out.find(marker); pos != std::string::npos;
+         pos = out.find(marker, pos + text.size())) {
+      out.replace(pos, marker.size(), text);
+    }
   }
   return out;
 }

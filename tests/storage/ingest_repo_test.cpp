@@ -14,6 +14,7 @@
 #include "domain/horizon.hpp"
 #include "storage/database.hpp"
 #include "storage/ingest_repo.hpp"
+#include "storage/migrations.hpp"
 #include "support.hpp"
 
 using namespace si::storage;
@@ -98,6 +99,7 @@ ingest_batch generated(long long first_ledger, int ledgers, int txs, int ops, st
       tx.successful = t % 10 != 0;
       tx.memo_type = "none";
       tx.paging_token = std::to_string(tx_id);
+      tx.toid = tx_id;
       b.transactions.push_back(tx);
       for (int o = 1; o <= ops; ++o) {
         domain::operation op;
@@ -118,11 +120,13 @@ ingest_batch generated(long long first_ledger, int ledgers, int txs, int ops, st
           p.amount = 12'345'678;
           p.source_amount = 12'345'678;
           op.payment = p;
-          op.details = {{"amount", "1.2345678"}, {"asset_type", "native"}};
+          op.details = R"({"amount":"1.2345678","asset_type":"native"})";
         } else {
           op.type = "set_options";
           op.type_i = 5;
-          op.details = {{"home_domain", "example.com"}, {"note", "quote \" and \\ slash"}};
+          op.details =
+              nlohmann::json{{"home_domain", "example.com"}, {"note", "quote \" and \\ slash"}}
+                  .dump();
         }
         b.operations.push_back(op);
         cursor = op.paging_token;
@@ -178,7 +182,7 @@ void check_fixtures(soci::session& sql, backend kind) {
     CHECK(to == op.payment->to);
     CHECK(code == op.payment->destination_asset.code);
     CHECK(amount == Approx(static_cast<double>(*op.payment->amount) / 1e7));
-    CHECK(nlohmann::json::parse(details) == op.details);
+    CHECK(details == op.details);
     CHECK(ledger == (op.id >> 32));
   }
 
@@ -298,6 +302,62 @@ void report_speed(soci::session& sql, backend kind, const char* name) {
                          << " ops/s (informational)");
 }
 
+/// A database at schema version 4 holding one transaction, migrated to the latest: migration 5
+/// re-keys transactions by TOID with the rows kept, and drops the indexes no query reads.
+void check_migration_5(soci::session& sql, backend kind) {
+  sql << "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+         "applied_at BIGINT NOT NULL)";
+  for (const auto& m : migrations()) {
+    if (m.version > 4) {
+      break;
+    }
+    for (const auto& statement : m.statements) {
+      sql << render_statement(statement, kind);
+    }
+    sql << "INSERT INTO schema_migrations (version, name, applied_at) VALUES (:v, :n, 1)",
+        soci::use(m.version), soci::use(m.name);
+  }
+  const std::string hash(64, 'c');
+  const std::string source = account_a;
+  sql << "INSERT INTO transactions (hash, ledger, paging_token, source_account, fee_charged, "
+         "successful, operation_count, created_at) VALUES (:h, 7, '30064775168', :a, 100, 1, 2, "
+         "1000)",
+      soci::use(hash), soci::use(source);
+  const auto before = si::test::named_indexes(sql);
+  CHECK(before.count("operations_from_idx") == 1);
+  CHECK(before.count("operations_corridor_idx") == 1);
+
+  REQUIRE(migrate(sql, kind) == latest_schema_version());
+  long long id = 0;
+  long long ledger = 0;
+  std::string stored_hash;
+  sql << "SELECT id, hash, ledger FROM transactions", soci::into(id), soci::into(stored_hash),
+      soci::into(ledger);
+  CHECK(id == 30064775168LL);
+  CHECK(stored_hash == hash);
+  CHECK(ledger == 7);
+  const auto after = si::test::named_indexes(sql);
+  for (const char* dropped :
+       {"operations_transaction_idx", "operations_from_idx", "operations_to_idx",
+        "operations_corridor_idx", "operations_ledger_idx", "transactions_source_idx",
+        "transactions_ledger_idx"}) {
+    INFO(dropped);
+    CHECK(after.count(dropped) == 0);
+  }
+  for (const char* kept : {"operations_created_at_idx", "operations_type_created_idx",
+                           "transactions_created_at_idx", "ledgers_closed_at_idx"}) {
+    INFO(kept);
+    CHECK(after.count(kept) == 1);
+  }
+  // A batch over the migrated row ((7 << 32) | (1 << 12)): it is not written twice.
+  std::string cursor;
+  const auto b = generated(7, 1, 3, 2, cursor);
+  REQUIRE(b.transactions.front().toid == 30064775168LL);
+  const auto r = commit_page(sql, kind, b, "ops", cursor, 7, 1);
+  CHECK(r.transactions_written == 2);
+  CHECK(r.operations_written == 6);
+}
+
 std::unique_ptr<soci::session> sqlite_db(const si::test::temp_dir& dir) {
   auto url = parse_database_url("sqlite://" + dir.path() + "/ingest.db");
   auto sql = open_session(std::get<database_url>(url));
@@ -361,6 +421,19 @@ TEST_CASE("ingest: a failure mid-batch rolls back rows and cursor (postgres)",
   si::test::pg_schema schema;
   auto sql = pg_db(schema);
   check_rollback(*sql, backend::postgresql);
+}
+
+TEST_CASE("ingest: migration 5 keeps stored transactions (sqlite)", "[ingest][sqlite]") {
+  si::test::temp_dir dir;
+  auto url = parse_database_url("sqlite://" + dir.path() + "/old.db");
+  auto sql = open_session(std::get<database_url>(url));
+  check_migration_5(*sql, backend::sqlite);
+}
+
+TEST_CASE("ingest: migration 5 keeps stored transactions (postgres)", "[ingest][postgres]") {
+  si::test::pg_schema schema;
+  auto sql = schema.open();
+  check_migration_5(*sql, backend::postgresql);
 }
 
 TEST_CASE("ingest: the cursor never moves backwards (postgres)", "[ingest][postgres]") {

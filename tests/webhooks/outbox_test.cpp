@@ -82,6 +82,7 @@ ingest_batch page(long long first, int ledgers, int txs, int ops, std::string& c
       tx.successful = t % 10 != 0;
       tx.memo_type = "none";
       tx.paging_token = std::to_string(tx_id);
+      tx.toid = tx_id;
       b.transactions.push_back(tx);
       for (int o = 1; o <= ops; ++o) {
         domain::operation op;
