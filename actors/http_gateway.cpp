@@ -277,7 +277,7 @@ http_gateway_actor::behavior_type gateway_impl(self_ptr self, http_gateway_optio
         // Fast path on the io thread: a page the gateway served and cached moments ago.
         if (responses && (req.method == "GET" || req.method == "HEAD")) {
           if (auto hit = responses->find(page_key(req))) {
-            auto r = cached_response(req, hit->body, hit->etag, hit->ttl);
+            auto r = cached_response(req, hit->body, hit->etag, hit->ttl, hit);
             count_request(*metrics, hit->route, req.method, r.status, req.received_at);
             respond(std::move(r));
             return;

@@ -667,7 +667,8 @@ net::http_response json_response(int status, const nlohmann::json& body) {
 }
 
 net::http_response cached_response(const net::http_request& req, const std::string& body,
-                                   const std::string& tag, milliseconds ttl) {
+                                   const std::string& tag, milliseconds ttl,
+                                   std::shared_ptr<const void> body_owner) {
   auto cc = "public, max-age=" + std::to_string(ttl.count() / 1000);
   if (auto inm = req.header("If-None-Match")) {
     if (*inm == "*" || inm->find(tag) != std::string_view::npos) {
@@ -680,7 +681,14 @@ net::http_response cached_response(const net::http_request& req, const std::stri
   }
   net::http_response r;
   r.status = 200;
-  r.body = req.method == "HEAD" ? std::string{} : body;
+  if (req.method != "HEAD") {
+    if (body_owner) {
+      r.shared_owner = std::move(body_owner);  // no copy of the page per request
+      r.shared_body = body;
+    } else {
+      r.body = body;
+    }
+  }
   r.set_header("Content-Type", "application/json");
   r.set_header("ETag", tag);
   r.set_header("Cache-Control", cc);

@@ -80,8 +80,11 @@ net::http_response json_response(int status, const nlohmann::json& body);
 
 /// 200 with ETag and Cache-Control, or 304 when the client already has this body.
 /// `etag` is etag_of(body), passed in so hot paths compute it once per body, not per request.
+/// With `body_owner` (what keeps `body` alive, e.g. a response_cache entry) the response
+/// shares the bytes instead of copying them.
 net::http_response cached_response(const net::http_request& req, const std::string& body,
-                                   const std::string& etag, std::chrono::milliseconds ttl);
+                                   const std::string& etag, std::chrono::milliseconds ttl,
+                                   std::shared_ptr<const void> body_owner = nullptr);
 
 /// The cache key of a GET: `"api:" + path + "?" + query`.
 std::string page_key(const net::http_request& req);

@@ -29,6 +29,7 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/span_body.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
@@ -307,7 +308,9 @@ class session : public std::enable_shared_from_this<session> {
     return slots_.empty() && !writing_;
   }
   std::string request_id_of(const http::request_parser<http::string_body>::value_type& msg);
-  http::response<http::string_body> build_response(slot& s, bool last);
+  /// The response to write for the front slot; its body points into the slot's response
+  /// (owned or shared bytes), which stays in place until the write completes.
+  http::response<http::span_body<const char>> build_response(slot& s, bool last);
 
   http_server_core& core_;
   gate::hold hold_;  // first member: released last, after the socket is closed
@@ -329,7 +332,7 @@ class session : public std::enable_shared_from_this<session> {
   std::deque<slot> slots_;
   std::uint64_t next_seq_ = 0;
   bool writing_ = false;
-  std::optional<http::response<http::string_body>> out_;
+  std::optional<http::response<http::span_body<const char>>> out_;
 
   bool draining_ = false;
   /// A WebSocket upgrade read while earlier responses were pending: handled once they are
@@ -941,9 +944,9 @@ void session::do_write() {
                     });
 }
 
-http::response<http::string_body> session::build_response(slot& s, bool last) {
+http::response<http::span_body<const char>> session::build_response(slot& s, bool last) {
   auto& r = s.res;
-  http::response<http::string_body> m;
+  http::response<http::span_body<const char>> m;
   m.version(s.version);
   const int status = (r.status >= 100 && r.status <= 999) ? r.status : 500;
   m.result(static_cast<unsigned>(status));
@@ -971,9 +974,10 @@ http::response<http::string_body> session::build_response(slot& s, bool last) {
   }
   const bool bodiless = status < 200 || status == 204 || status == 304;
   if (!bodiless) {
-    m.content_length(r.body.size());
+    const std::string_view bytes = r.body_bytes();
+    m.content_length(bytes.size());
     if (!s.head) {
-      m.body() = std::move(r.body);
+      m.body() = {bytes.data(), bytes.size()};
     }
   }
   return m;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -60,6 +61,16 @@ struct http_response {
   int status = 200;
   header_list headers;
   std::string body;
+  /// Instead of `body`: bytes owned elsewhere and shared by many responses (a cached page),
+  /// written as they are, without a copy; `shared_owner` keeps them alive until written.
+  /// Used when `shared_owner` is set (then `body` is ignored).
+  std::shared_ptr<const void> shared_owner;
+  std::string_view shared_body;
+
+  /// The bytes to send: `shared_body` when shared, else `body`.
+  std::string_view body_bytes() const {
+    return shared_owner ? shared_body : std::string_view(body);
+  }
 
   /// The value of header `name` (case-insensitive), if present.
   std::optional<std::string_view> header(std::string_view name) const {

@@ -41,7 +41,8 @@ http_server_options test_options() {
 /// /hello answers at once; /hold... is held in `held` until the test answers it; /thread
 /// answers from a new std::thread; /echo describes the request; /throw throws; /drop drops
 /// its respond_fn; /twice answers twice; /nocontent answers 204; /badheader sets unsafe
-/// headers; /id returns the request id the handler saw.
+/// headers; /id returns the request id the handler saw; /shared answers with `shared_page`'s
+/// bytes without copying them (http_response::shared_owner).
 class test_server {
  public:
   explicit test_server(http_server_options o = test_options())
@@ -75,12 +76,20 @@ class test_server {
   }
 
   held_requests held;
+  std::shared_ptr<const std::string> shared_page =
+      std::make_shared<const std::string>(std::string(100'000, 'x') + "end");
 
  private:
   void handle(http_request req, respond_fn respond) {
     const auto& p = req.path;
     if (p == "/hello") {
       respond(http_response{200, {{"Content-Type", "text/plain"}, {"X-Handler", "yes"}}, "hello"});
+    } else if (p == "/shared") {
+      http_response r{200, {}, "ignored: the shared bytes are sent"};
+      auto page = shared_page;
+      r.shared_body = *page;
+      r.shared_owner = std::move(page);
+      respond(std::move(r));
     } else if (p.rfind("/hold", 0) == 0) {
       held.push(std::move(req), std::move(respond));
     } else if (p == "/thread") {
@@ -199,6 +208,34 @@ TEST_CASE("GET round trip echoes a sane X-Request-ID and generates one otherwise
   auto err = error_of(*nf);
   CHECK(err["code"] == "NOT_FOUND");
   CHECK(err["request_id"] == std::string(nf->header("X-Request-ID").value_or("?")));
+}
+
+TEST_CASE("a shared body is sent as is, to many clients, and released after", "[net][http]") {
+  std::weak_ptr<const std::string> page;
+  {
+    test_server ts;
+    page = ts.shared_page;
+    raw_client a(ts.port());
+    raw_client b(ts.port());
+    for (int i = 0; i < 2; ++i) {
+      REQUIRE(a.send(get_request("/shared")));
+      REQUIRE(b.send(get_request("/shared")));
+      auto ra = a.read_response();
+      auto rb = b.read_response();
+      REQUIRE(ra);
+      REQUIRE(rb);
+      CHECK(ra->body == *ts.shared_page);
+      CHECK(rb->body == *ts.shared_page);
+      CHECK(ra->header("Content-Length") == std::to_string(ts.shared_page->size()));
+    }
+    REQUIRE(a.send("HEAD /shared HTTP/1.1\r\nHost: t\r\n\r\n"));
+    auto head = a.read_response(true);
+    REQUIRE(head);
+    CHECK(head->header("Content-Length") == std::to_string(ts.shared_page->size()));
+    CHECK(head->body.empty());
+    ts.shared_page.reset();
+  }
+  CHECK(page.expired());  // no response kept the bytes alive
 }
 
 TEST_CASE("keep-alive serves several requests on one connection", "[net][http]") {
