@@ -221,8 +221,9 @@ class sj_view {
     return simdjson::dom::array(value_).size();
   }
 
-  /// The object as JSON text without the fields named in `drop` (a duplicated key: its last
-  /// occurrence, at the first one's place... as nlohmann keeps keys sorted, order is free).
+  /// The object as JSON text without the fields named in `drop`, in document order (key
+  /// order is not significant: nlohmann's text is sorted); a repeated key is written once,
+  /// with its last value.
   std::string text_without(std::initializer_list<std::string_view> drop) const {
     const auto object = simdjson::dom::object(value_);
     std::string out = "{";
@@ -1122,60 +1123,26 @@ namespace {
 template <class T>
 struct kind;
 
-template <>
-struct kind<ledger> {
-  static constexpr std::string_view name = "ledger";
-  static constexpr std::string_view page = "ledgers page";
-  template <class V>
-  static parsed<ledger> parse(const V& j) {
-    return ledger_from(j);
-  }
-};
-template <>
-struct kind<transaction> {
-  static constexpr std::string_view name = "transaction";
-  static constexpr std::string_view page = "transactions page";
-  template <class V>
-  static parsed<transaction> parse(const V& j) {
-    return transaction_from(j);
-  }
-};
-template <>
-struct kind<operation> {
-  static constexpr std::string_view name = "operation";
-  static constexpr std::string_view page = "operations page";
-  template <class V>
-  static parsed<operation> parse(const V& j) {
-    return operation_from(j);
-  }
-};
-template <>
-struct kind<liquidity_pool> {
-  static constexpr std::string_view name = "liquidity pool";
-  static constexpr std::string_view page = "liquidity pools page";
-  template <class V>
-  static parsed<liquidity_pool> parse(const V& j) {
-    return liquidity_pool_from(j);
-  }
-};
-template <>
-struct kind<trade> {
-  static constexpr std::string_view name = "trade";
-  static constexpr std::string_view page = "trades page";
-  template <class V>
-  static parsed<trade> parse(const V& j) {
-    return trade_from(j);
-  }
-};
-template <>
-struct kind<asset_stats> {
-  static constexpr std::string_view name = "asset";
-  static constexpr std::string_view page = "assets page";
-  template <class V>
-  static parsed<asset_stats> parse(const V& j) {
-    return asset_stats_from(j);
-  }
-};
+/// kind<T>: the names a record kind and its page have in errors, and its parser.
+#define SI_HORIZON_KIND(T, NAME, PAGE)             \
+  template <>                                      \
+  struct kind<T> {                                 \
+    static constexpr std::string_view name = NAME; \
+    static constexpr std::string_view page = PAGE; \
+    template <class V>                             \
+    static parsed<T> parse(const V& j) {           \
+      return T##_from(j);                          \
+    }                                              \
+  };
+
+SI_HORIZON_KIND(ledger, "ledger", "ledgers page")
+SI_HORIZON_KIND(transaction, "transaction", "transactions page")
+SI_HORIZON_KIND(operation, "operation", "operations page")
+SI_HORIZON_KIND(liquidity_pool, "liquidity pool", "liquidity pools page")
+SI_HORIZON_KIND(trade, "trade", "trades page")
+SI_HORIZON_KIND(asset_stats, "asset", "assets page")
+#undef SI_HORIZON_KIND
+
 template <>
 struct kind<problem> {
   static constexpr std::string_view name = "problem";
