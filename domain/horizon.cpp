@@ -404,6 +404,17 @@ class reader {
     return std::nullopt;
   }
 
+  /// `text`, the value of `field`, as a decimal integer string (ids and paging tokens); 0
+  /// and a failure when it is not one.
+  int64_t decimal_value(std::string_view field, const std::string& text) {
+    auto number = parse_decimal_int(text);
+    if (auto* error = std::get_if<std::string>(&number)) {
+      fail(field, "must be a decimal integer string: " + *error);
+      return 0;
+    }
+    return std::get<int64_t>(number);
+  }
+
   int64_t flexible_integer(std::string_view field, int64_t low, int64_t high) {
     return opt_flexible_integer(field, low, high, true).value_or(0);
   }
@@ -776,14 +787,6 @@ parsed<ledger> ledger_from(const V& record) {
   return out;
 }
 
-}  // namespace
-
-parsed<ledger> parse_ledger(const json& record) {
-  return ledger_from(nl_view(record));
-}
-
-namespace {
-
 template <class V>
 parsed<transaction> transaction_from(const V& record) {
   error_slot slot{"transaction", id_text(record, "hash"), {}};
@@ -809,26 +812,13 @@ parsed<transaction> transaction_from(const V& record) {
   out.memo = r.opt_text("memo");
   out.paging_token = r.text("paging_token");
   if (!r.failed()) {
-    auto toid = parse_decimal_int(out.paging_token);
-    if (auto* error = std::get_if<std::string>(&toid)) {
-      r.fail("paging_token", "must be a decimal integer string: " + *error);
-    } else {
-      out.toid = std::get<int64_t>(toid);
-    }
+    out.toid = r.decimal_value("paging_token", out.paging_token);
   }
   if (r.failed()) {
     return *slot.error;
   }
   return out;
 }
-
-}  // namespace
-
-parsed<transaction> parse_transaction(const json& record) {
-  return transaction_from(nl_view(record));
-}
-
-namespace {
 
 template <class V>
 parsed<operation> operation_from(const V& record) {
@@ -839,12 +829,7 @@ parsed<operation> operation_from(const V& record) {
   reader<V> r(record, slot);
   operation out;
   if (auto id = r.opt_text("id", true)) {
-    auto number = parse_decimal_int(*id);
-    if (auto* error = std::get_if<std::string>(&number)) {
-      r.fail("id", "must be a decimal integer string: " + *error);
-    } else {
-      out.id = std::get<int64_t>(number);
-    }
+    out.id = r.decimal_value("id", *id);
   }
   out.paging_token = r.text("paging_token");
   out.transaction_hash = r.hex64("transaction_hash");
@@ -897,14 +882,6 @@ parsed<operation> operation_from(const V& record) {
   return out;
 }
 
-}  // namespace
-
-parsed<operation> parse_operation(const json& record) {
-  return operation_from(nl_view(record));
-}
-
-namespace {
-
 template <class V>
 parsed<liquidity_pool> liquidity_pool_from(const V& record) {
   error_slot slot{"liquidity pool", id_text(record, "id"), {}};
@@ -934,14 +911,6 @@ parsed<liquidity_pool> liquidity_pool_from(const V& record) {
   }
   return out;
 }
-
-}  // namespace
-
-parsed<liquidity_pool> parse_liquidity_pool(const json& record) {
-  return liquidity_pool_from(nl_view(record));
-}
-
-namespace {
 
 template <class V>
 parsed<trade> trade_from(const V& record) {
@@ -987,14 +956,6 @@ parsed<trade> trade_from(const V& record) {
   }
   return out;
 }
-
-}  // namespace
-
-parsed<trade> parse_trade(const json& record) {
-  return trade_from(nl_view(record));
-}
-
-namespace {
 
 template <class V>
 parsed<asset_stats> asset_stats_from(const V& record) {
@@ -1064,14 +1025,6 @@ parsed<asset_stats> asset_stats_from(const V& record) {
   return out;
 }
 
-}  // namespace
-
-parsed<asset_stats> parse_asset_stats(const json& record) {
-  return asset_stats_from(nl_view(record));
-}
-
-namespace {
-
 template <class V>
 parsed<problem> problem_from(const V& body) {
   error_slot slot{"problem", {}, {}};
@@ -1113,6 +1066,31 @@ parsed<problem> problem_from(const V& body) {
 }
 
 }  // namespace
+
+// The record parsers on decoded nlohmann JSON: the same templates over the other view.
+parsed<ledger> parse_ledger(const json& record) {
+  return ledger_from(nl_view(record));
+}
+
+parsed<transaction> parse_transaction(const json& record) {
+  return transaction_from(nl_view(record));
+}
+
+parsed<operation> parse_operation(const json& record) {
+  return operation_from(nl_view(record));
+}
+
+parsed<liquidity_pool> parse_liquidity_pool(const json& record) {
+  return liquidity_pool_from(nl_view(record));
+}
+
+parsed<trade> parse_trade(const json& record) {
+  return trade_from(nl_view(record));
+}
+
+parsed<asset_stats> parse_asset_stats(const json& record) {
+  return asset_stats_from(nl_view(record));
+}
 
 parsed<problem> parse_problem(const json& body) {
   return problem_from(nl_view(body));
