@@ -38,6 +38,10 @@ std::unique_ptr<soci::session> open_session(const database_url& url);
 /// recording it in `schema_migrations`. Idempotent. Returns the schema version afterwards.
 int migrate(soci::session& sql, backend kind);
 
+/// The same, stopping after migration `version` (a test of one migration starts from the
+/// schema just before it). Returns the schema version afterwards.
+int migrate_to(soci::session& sql, backend kind, int version);
+
 /// The highest applied migration version (0 on an empty database).
 int schema_version(soci::session& sql);
 

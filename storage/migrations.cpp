@@ -478,6 +478,10 @@ int schema_version(soci::session& sql) {
 }
 
 int migrate(soci::session& sql, backend kind) {
+  return migrate_to(sql, kind, latest_schema_version());
+}
+
+int migrate_to(soci::session& sql, backend kind, int target) {
   // The bookkeeping table first, in its own locked transaction so that two processes
   // starting together do not race on CREATE TABLE.
   begin_exclusive(sql, kind);
@@ -494,6 +498,9 @@ int migrate(soci::session& sql, backend kind) {
   }
 
   for (const auto& m : all_migrations()) {
+    if (m.version > target) {
+      break;
+    }
     if (read_version(sql) >= m.version) {
       continue;
     }

@@ -14,7 +14,6 @@
 #include "domain/horizon.hpp"
 #include "storage/database.hpp"
 #include "storage/ingest_repo.hpp"
-#include "storage/migrations.hpp"
 #include "support.hpp"
 
 using namespace si::storage;
@@ -305,18 +304,7 @@ void report_speed(soci::session& sql, backend kind, const char* name) {
 /// A database at schema version 4 holding one transaction, migrated to the latest: migration 5
 /// re-keys transactions by TOID with the rows kept, and drops the indexes no query reads.
 void check_migration_5(soci::session& sql, backend kind) {
-  sql << "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-         "applied_at BIGINT NOT NULL)";
-  for (const auto& m : migrations()) {
-    if (m.version > 4) {
-      break;
-    }
-    for (const auto& statement : m.statements) {
-      sql << render_statement(statement, kind);
-    }
-    sql << "INSERT INTO schema_migrations (version, name, applied_at) VALUES (:v, :n, 1)",
-        soci::use(m.version), soci::use(m.name);
-  }
+  REQUIRE(migrate_to(sql, kind, 4) == 4);
   const std::string hash(64, 'c');
   const std::string source = account_a;
   sql << "INSERT INTO transactions (hash, ledger, paging_token, source_account, fee_charged, "
