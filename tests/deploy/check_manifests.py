@@ -469,8 +469,12 @@ def check_kubernetes():
     pod = dig(spec, "template.spec", {})
     labels = dig(spec, "template.metadata.labels", {})
     selector = dig(spec, "selector.matchLabels", {})
-    check(f"{what}: selector matches the pod labels",
-          bool(selector) and all(labels.get(k) == v for k, v in selector.items()))
+
+    def selects_pods(sel):
+        """A non-empty selector every label of which the Deployment's pods carry."""
+        return bool(sel) and all(labels.get(k) == v for k, v in sel.items())
+
+    check(f"{what}: selector matches the pod labels", selects_pods(selector))
     replicas = spec.get("replicas", 1)
     check(f"{what}: at least 2 replicas", isinstance(replicas, int) and replicas >= 2,
           f"replicas {replicas}")
@@ -575,8 +579,7 @@ def check_kubernetes():
     if check("deploy/kubernetes: one Service", len(services) == 1):
         sname, svc = services[0]
         ssel = dig(svc, "spec.selector", {})
-        check(f"deploy/kubernetes/{sname}: selects the Deployment's pods",
-              bool(ssel) and all(labels.get(k) == v for k, v in ssel.items()))
+        check(f"deploy/kubernetes/{sname}: selects the Deployment's pods", selects_pods(ssel))
         targets = [p.get("targetPort") for p in dig(svc, "spec.ports", [])]
         check(f"deploy/kubernetes/{sname}: targets the container port 'http'",
               bool(targets) and all(t in ("http", port) for t in targets), str(targets))
@@ -584,8 +587,7 @@ def check_kubernetes():
     if check("deploy/kubernetes: one PodDisruptionBudget", len(pdbs) == 1):
         pname, pdb = pdbs[0]
         psel = dig(pdb, "spec.selector.matchLabels", {})
-        check(f"deploy/kubernetes/{pname}: selects the Deployment's pods",
-              bool(psel) and all(labels.get(k) == v for k, v in psel.items()))
+        check(f"deploy/kubernetes/{pname}: selects the Deployment's pods", selects_pods(psel))
         max_unavailable = dig(pdb, "spec.maxUnavailable")
         min_available = dig(pdb, "spec.minAvailable")
         check(f"deploy/kubernetes/{pname}: lets one pod go at a time, never all",
