@@ -29,9 +29,8 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/http/span_body.hpp>
+#include <boost/beast/http/status.hpp>
 #include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 
 #include "config/logging.hpp"
@@ -294,7 +293,12 @@ class session : public std::enable_shared_from_this<session> {
   void push_error(int status, std::string_view code, std::string message);
   void stop_reading();
   void do_write();
+  void write_rest(std::size_t sent, bool last, bool bodiless);
   void on_write(const error_code& ec, bool last);
+  /// A response was written (or failed): logs it, drops its slot and moves the connection
+  /// on; true when the caller may write the next response.
+  bool after_write(const error_code& ec, bool last);
+  void on_readable(const error_code& ec);
   void on_continue_written(const error_code& ec);
   void begin_linger();
   void start_discard_read();
@@ -308,9 +312,11 @@ class session : public std::enable_shared_from_this<session> {
     return slots_.empty() && !writing_;
   }
   std::string request_id_of(const http::request_parser<http::string_body>::value_type& msg);
-  /// The response to write for the front slot; its body points into the slot's response
-  /// (owned or shared bytes), which stays in place until the write completes.
-  http::response<http::span_body<const char>> build_response(slot& s, bool last);
+  /// Renders the status line and fields of the front slot's response into head_.
+  void render_head(slot& s, bool last, int status, bool bodiless);
+  /// head_ and the body to send (which points into the slot's response, owned or shared
+  /// bytes, in place until the write completes).
+  std::array<asio::const_buffer, 2> write_buffers(slot& s, bool bodiless) const;
 
   http_server_core& core_;
   gate::hold hold_;  // first member: released last, after the socket is closed
@@ -332,7 +338,20 @@ class session : public std::enable_shared_from_this<session> {
   std::deque<slot> slots_;
   std::uint64_t next_seq_ = 0;
   bool writing_ = false;
-  std::optional<http::response<http::span_body<const char>>> out_;
+  /// Status line and fields of the response being written (reused: no allocation once
+  /// grown); the body is written from the slot.
+  std::string head_;
+  /// Bounds a write the kernel did not take at once (most responses are sent by one
+  /// non-blocking send in do_write and never arm it).
+  asio::steady_timer write_timer_;
+  std::uint64_t write_generation_ = 0;
+  /// Inside dispatch(): a response given by the handler before it returns is only stored;
+  /// dispatch writes it after the handler, so the handler never re-enters the session.
+  bool in_handler_ = false;
+  /// A next_read() for buffered (pipelined) bytes is posted instead of run from inside
+  /// dispatch, so a burst of pipelined requests never recurses.
+  bool resume_posted_ = false;
+  int dispatch_depth_ = 0;
 
   bool draining_ = false;
   /// A WebSocket upgrade read while earlier responses were pending: handled once they are
@@ -350,6 +369,9 @@ class session : public std::enable_shared_from_this<session> {
 
 /// The state behind one respond_fn: exactly-once delivery onto the session's strand, or a
 /// 500 when the last copy is dropped unanswered.
+/// The session whose handler call is running on this thread (set by session::dispatch).
+thread_local session* dispatching = nullptr;
+
 class responder {
  public:
   responder(std::weak_ptr<session> s, std::uint64_t seq, std::string request_id,
@@ -391,6 +413,11 @@ class responder {
       if (!s) {
         return false;  // connection already gone (closed or cut): nobody to answer
       }
+      if (s.get() == dispatching) {
+        // Answered from inside the handler, on the session's strand: no round trip.
+        s->respond(seq_, std::move(res));
+        return true;
+      }
       auto ex = s->executor();
       asio::post(ex, [s = std::move(s), seq = seq_, res = std::move(res)]() mutable {
         s->respond(seq, std::move(res));
@@ -421,10 +448,15 @@ session::session(http_server_core& core, tcp::socket socket, gate::hold hold, st
       counted_(counted),
       reject_(reject),
       stream_(std::move(socket)),
-      timer_(stream_.get_executor()) {
+      timer_(stream_.get_executor()),
+      write_timer_(stream_.get_executor()) {
   remote_ = endpoint_string(stream_.socket());
   error_code ignored;
   stream_.socket().set_option(tcp::no_delay(true), ignored);
+  // Synchronous reads and sends return would_block instead of waiting: do_write sends at
+  // once and on_readable reads what the reactor reported (asynchronous operations are
+  // unaffected).
+  stream_.socket().non_blocking(true, ignored);
   if (reject_) {
     finished_ = true;  // a refusal is not a served connection: cut does not count it
   }
@@ -468,8 +500,9 @@ void session::on_start() {
 }
 
 void session::next_read() {
-  if (closed_ || closing_ || read_phase_ == read_phase::stopped) {
-    return;
+  if (closed_ || closing_ || read_phase_ == read_phase::stopped || read_op_pending_
+      || resume_posted_ || read_phase_ == read_phase::header || read_phase_ == read_phase::body) {
+    return;  // reading already, or a resume is on its way
   }
   if (slots_.size() >= std::max<std::size_t>(core_.options_.max_pipelined, 1)) {
     read_phase_ = read_phase::paused;  // resumed by on_write
@@ -477,6 +510,16 @@ void session::next_read() {
   }
   skip_empty_lines();
   if (buffer_.size() > 0) {
+    if (dispatch_depth_ > 0) {
+      // Called from inside dispatch (its response was written at once): continue from the
+      // strand instead of recursing into the next pipelined request.
+      resume_posted_ = true;
+      asio::post(stream_.get_executor(), [self = shared_from_this()] {
+        self->resume_posted_ = false;
+        self->next_read();
+      });
+      return;
+    }
     read_header();  // bytes of the next request are already here
     return;
   }
@@ -488,13 +531,40 @@ void session::next_read() {
   read_phase_ = read_phase::waiting;
   stream_.expires_never();  // our timer_ bounds the wait, and only while idle
   read_op_pending_ = true;
-  stream_.async_read_some(buffer_.prepare(first_read_size),
-                          [self = shared_from_this()](const error_code& ec, std::size_t n) {
-                            self->on_first_bytes(ec, n);
-                          });
+  // A wait, then a non-blocking read: no read attempt that can only fail with EAGAIN while
+  // the client is still reading the last response.
+  stream_.socket().async_wait(
+      tcp::socket::wait_read,
+      [self = shared_from_this()](const error_code& ec) { self->on_readable(ec); });
   if (idle()) {
     arm_idle_timer();
   }
+}
+
+void session::on_readable(const error_code& ec) {
+  if (ec || closed_) {
+    on_first_bytes(ec, 0);
+    return;
+  }
+  error_code rec;
+  const auto n = stream_.socket().read_some(buffer_.prepare(first_read_size), rec);
+  if (rec == asio::error::would_block || rec == asio::error::try_again) {
+    read_op_pending_ = false;
+    if (closing_) {
+      start_discard_read();  // the wait was the linger read: keep discarding
+      return;
+    }
+    if (read_phase_ == read_phase::stopped) {
+      return;
+    }
+    // Readable with nothing to read (a spurious wake-up): wait again.
+    read_op_pending_ = true;
+    stream_.socket().async_wait(
+        tcp::socket::wait_read,
+        [self = shared_from_this()](const error_code& wec) { self->on_readable(wec); });
+    return;
+  }
+  on_first_bytes(rec, n);
 }
 
 void session::skip_empty_lines() {
@@ -553,6 +623,15 @@ void session::read_header() {
   parser_->header_limit(
       static_cast<std::uint32_t>(std::min<std::size_t>(core_.options_.header_limit, UINT32_MAX)));
   parser_->body_limit(core_.options_.body_limit);
+  // Most requests arrive whole in one segment: parse what is buffered first, and read on
+  // (under the header timeout) only when the header is incomplete.
+  error_code ec;
+  const auto used = parser_->put(buffer_.data(), ec);
+  buffer_.consume(used);
+  if (ec != http::error::need_more) {
+    on_header(ec);
+    return;
+  }
   if (first_request_) {
     // Slowloris bound for a new connection: accept → complete header.
     stream_.expires_at(accepted_at_ + core_.options_.read_header_timeout);
@@ -807,6 +886,8 @@ void session::hand_off(ws_handlers handlers, std::string request_id) {
   // connection leaves the gate because WebSocket connections never hold up the HTTP drain.
   cancel_timer();
   stream_.expires_never();
+  error_code ignored;
+  stream_.socket().non_blocking(false, ignored);  // the WebSocket side starts from defaults
   auto target = sv(parser_->get().target());
   ws_handoff h{stream_.release_socket(),
                parser_->release(),
@@ -870,6 +951,9 @@ void session::dispatch() {
   auto state = std::make_shared<responder>(weak_from_this(), seq, req.request_id, core_.lifeline_,
                                            core_.log_);
   respond_fn respond = [state](http_response res) { state->respond(std::move(res)); };
+  ++dispatch_depth_;
+  in_handler_ = true;
+  auto* outer = std::exchange(dispatching, this);
   try {
     core_.handler_(std::move(req), std::move(respond));
   } catch (const std::exception& e) {
@@ -882,6 +966,10 @@ void session::dispatch() {
         make_error_response(500, "INTERNAL_ERROR", "internal error", slots_.back().request_id));
   }
   state.reset();  // if the handler kept no copy, the 500 is posted now
+  dispatching = outer;
+  in_handler_ = false;
+  do_write();  // an answer the handler gave at once
+  --dispatch_depth_;
   next_read();
 }
 
@@ -899,7 +987,9 @@ void session::respond(std::uint64_t seq, http_response res) {
   }
   s.ready = true;
   s.res = std::move(res);
-  do_write();
+  if (!in_handler_) {
+    do_write();
+  }
 }
 
 void session::stop_reading() {
@@ -914,42 +1004,87 @@ void session::stop_reading() {
 }
 
 void session::do_write() {
-  if (writing_ || closed_ || closing_ || slots_.empty() || !slots_.front().ready) {
-    return;
-  }
-  auto& s = slots_.front();
-  bool last = s.close_after;
-  if (!last && slots_.size() == 1) {
-    if (read_phase_ == read_phase::stopped) {
-      last = true;
-    } else if (draining_ && !pending_upgrade_
-               && (read_phase_ == read_phase::waiting || read_phase_ == read_phase::paused)
-               && buffer_.size() == 0) {
-      // Draining and no further request has begun to arrive: this response is the last.
-      stop_reading();
-      last = true;
+  // A loop, not recursion: each response the kernel takes at once is finished here and the
+  // next ready one (pipelining) follows.
+  while (!writing_ && !closed_ && !closing_ && !slots_.empty() && slots_.front().ready) {
+    auto& s = slots_.front();
+    bool last = s.close_after;
+    if (!last && slots_.size() == 1) {
+      if (read_phase_ == read_phase::stopped) {
+        last = true;
+      } else if (draining_ && !pending_upgrade_
+                 && (read_phase_ == read_phase::waiting || read_phase_ == read_phase::paused)
+                 && buffer_.size() == 0) {
+        // Draining and no further request has begun to arrive: this response is the last.
+        stop_reading();
+        last = true;
+      }
+    }
+    // Counted as the write begins: a client can read the response before its completion runs.
+    ++core_.requests_total_;
+    if (core_.draining_.load()) {
+      ++core_.served_during_drain_;
+    }
+    const int status = (s.res.status >= 100 && s.res.status <= 999) ? s.res.status : 500;
+    const bool bodiless = status < 200 || status == 204 || status == 304;
+    render_head(s, last, status, bodiless);
+    const auto buffers = write_buffers(s, bodiless);
+    const auto total = asio::buffer_size(buffers);
+    writing_ = true;
+    error_code ec;
+    const auto sent = stream_.socket().write_some(buffers, ec);
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+      if (!after_write(ec, last)) {
+        return;
+      }
+      continue;
+    }
+    if (sent < total) {
+      write_rest(sent, last, bodiless);  // the kernel's buffer is full: the rest asynchronously
+      return;
+    }
+    if (!after_write({}, last)) {
+      return;
     }
   }
-  // Counted as the write begins: a client can read the response before its completion runs.
-  ++core_.requests_total_;
-  if (core_.draining_.load()) {
-    ++core_.served_during_drain_;
+}
+
+void session::write_rest(std::size_t sent, bool last, bool bodiless) {
+  auto buffers = write_buffers(slots_.front(), bodiless);
+  for (auto& b : buffers) {
+    const auto skip = std::min(sent, b.size());
+    b += skip;
+    sent -= skip;
   }
-  out_.emplace(build_response(s, last));
-  writing_ = true;
-  stream_.expires_after(core_.options_.write_timeout);
-  http::async_write(stream_, *out_,
+  const auto generation = ++write_generation_;
+  write_timer_.expires_after(core_.options_.write_timeout);
+  write_timer_.async_wait([self = shared_from_this(), generation](const error_code& ec) {
+    if (ec || self->closed_ || !self->writing_ || generation != self->write_generation_) {
+      return;
+    }
+    ++self->core_.timed_out_;
+    self->core_.log_->debug("connection {} ({}): response write timed out", self->id_,
+                            self->remote_);
+    self->close_now();  // the write completes with operation_aborted
+  });
+  asio::async_write(stream_.socket(), buffers,
                     [self = shared_from_this(), last](const error_code& ec, std::size_t) {
+                      ++self->write_generation_;
+                      self->write_timer_.cancel();
                       self->on_write(ec, last);
                     });
 }
 
-http::response<http::span_body<const char>> session::build_response(slot& s, bool last) {
+void session::render_head(slot& s, bool last, int status, bool bodiless) {
   auto& r = s.res;
-  http::response<http::span_body<const char>> m;
-  m.version(s.version);
-  const int status = (r.status >= 100 && r.status <= 999) ? r.status : 500;
-  m.result(static_cast<unsigned>(status));
+  auto& h = head_;
+  h.clear();
+  h += s.version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  char code[4] = {static_cast<char>('0' + status / 100), static_cast<char>('0' + status / 10 % 10),
+                  static_cast<char>('0' + status % 10), ' '};
+  h.append(code, 4);
+  h += sv(http::obsolete_reason(static_cast<http::status>(status)));
+  h += "\r\n";
   bool has_server = false;
   for (auto& [name, value] : r.headers) {
     if (iequals(name, "Content-Length") || iequals(name, "Connection")
@@ -961,33 +1096,53 @@ http::response<http::span_body<const char>> session::build_response(slot& s, boo
       continue;
     }
     has_server = has_server || iequals(name, "Server");
-    m.insert(name, value);
+    h += name;
+    h += ": ";
+    h += value;
+    h += "\r\n";
   }
   if (!has_server) {
-    m.set(http::field::server, core_.options_.server_name);
+    h += "Server: ";
+    h += core_.options_.server_name;
+    h += "\r\n";
   }
-  m.set("X-Request-ID", s.request_id);
+  h += "X-Request-ID: ";
+  h += s.request_id;
+  h += "\r\n";
   if (last) {
-    m.set(http::field::connection, "close");
+    h += "Connection: close\r\n";
   } else if (s.version == 10) {
-    m.set(http::field::connection, "keep-alive");
+    h += "Connection: keep-alive\r\n";
   }
-  const bool bodiless = status < 200 || status == 204 || status == 304;
   if (!bodiless) {
-    const std::string_view bytes = r.body_bytes();
-    m.content_length(bytes.size());
-    if (!s.head) {
-      m.body() = {bytes.data(), bytes.size()};
-    }
+    char length[24];
+    const int n = std::snprintf(length, sizeof length, "%zu", r.body_bytes().size());
+    h += "Content-Length: ";
+    h.append(length, static_cast<std::size_t>(n));
+    h += "\r\n";
   }
-  return m;
+  h += "\r\n";
+}
+
+std::array<asio::const_buffer, 2> session::write_buffers(slot& s, bool bodiless) const {
+  std::array<asio::const_buffer, 2> b{asio::buffer(head_), asio::const_buffer()};
+  if (!bodiless && !s.head) {
+    const auto bytes = s.res.body_bytes();
+    b[1] = asio::buffer(bytes.data(), bytes.size());
+  }
+  return b;
 }
 
 void session::on_write(const error_code& ec, bool last) {
+  if (after_write(ec, last)) {
+    do_write();
+  }
+}
+
+bool session::after_write(const error_code& ec, bool last) {
   writing_ = false;
-  out_.reset();
   if (slots_.empty()) {
-    return;  // cannot happen: a write is always for the front slot
+    return false;  // cannot happen: a write is always for the front slot
   }
   slot done = std::move(slots_.front());
   slots_.pop_front();
@@ -1003,21 +1158,21 @@ void session::on_write(const error_code& ec, bool last) {
                       done.path, status, ec.message(), done.request_id, remote_);
       close_now();
     }
-    return;
+    return false;
   }
   core_.log_->info("{} {} {} {:.1f}ms request_id={} remote={}", done.method, done.path, status,
                    millis_since(done.received_at), done.request_id, remote_);
   if (closed_) {
-    return;
+    return false;
   }
   if (last) {
     begin_linger();
-    return;
+    return false;
   }
   if (pending_upgrade_ && idle()) {
     pending_upgrade_ = false;
     upgrade();
-    return;
+    return false;
   }
   if (read_phase_ == read_phase::paused) {
     next_read();
@@ -1025,9 +1180,9 @@ void session::on_write(const error_code& ec, bool last) {
     arm_idle_timer();
   } else if (read_phase_ == read_phase::stopped && idle()) {
     begin_linger();  // e.g. client EOF while this (non-last) response was written
-    return;
+    return false;
   }
-  do_write();
+  return true;
 }
 
 void session::begin_linger() {
@@ -1164,6 +1319,7 @@ void session::close_now() {
   closing_ = true;
   finished_ = true;
   cancel_timer();
+  write_timer_.cancel();
   stream_.close();  // pending operations complete with operation_aborted
   // Drop the registry's reference last; the caller's completion handler still holds one.
   core_.unregister_session(id_);

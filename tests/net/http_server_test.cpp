@@ -42,7 +42,8 @@ http_server_options test_options() {
 /// answers from a new std::thread; /echo describes the request; /throw throws; /drop drops
 /// its respond_fn; /twice answers twice; /nocontent answers 204; /badheader sets unsafe
 /// headers; /id returns the request id the handler saw; /shared answers with `shared_page`'s
-/// bytes without copying them (http_response::shared_owner).
+/// bytes without copying them (http_response::shared_owner); /big answers `big_page`
+/// (16 MiB, more than loopback's socket buffers take at once).
 class test_server {
  public:
   explicit test_server(http_server_options o = test_options())
@@ -78,6 +79,13 @@ class test_server {
   held_requests held;
   std::shared_ptr<const std::string> shared_page =
       std::make_shared<const std::string>(std::string(100'000, 'x') + "end");
+  std::shared_ptr<const std::string> big_page = [] {
+    std::string page(16 * 1024 * 1024, '\0');
+    for (std::size_t i = 0; i < page.size(); ++i) {
+      page[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);  // a misplaced chunk shows
+    }
+    return std::make_shared<const std::string>(std::move(page));
+  }();
 
  private:
   void handle(http_request req, respond_fn respond) {
@@ -87,6 +95,12 @@ class test_server {
     } else if (p == "/shared") {
       http_response r{200, {}, "ignored: the shared bytes are sent"};
       auto page = shared_page;
+      r.shared_body = *page;
+      r.shared_owner = std::move(page);
+      respond(std::move(r));
+    } else if (p == "/big") {
+      http_response r;
+      auto page = big_page;
       r.shared_body = *page;
       r.shared_owner = std::move(page);
       respond(std::move(r));
@@ -331,6 +345,69 @@ TEST_CASE("pipelined requests are answered in order even when answered out of or
   CHECK(r2->body == "second");
   CHECK(r1->header("X-Request-ID") != r2->header("X-Request-ID"));
   CHECK_FALSE(r2->closes());
+}
+
+TEST_CASE("a burst of pipelined requests answered at once is served in order", "[net][http]") {
+  // Answers given inside the handler are written at once, and the next buffered request is
+  // resumed from the strand (not by recursion): 500 requests in one segment, all answered.
+  test_server ts;
+  raw_client c(ts.port());
+  std::string burst;
+  for (int i = 0; i < 500; ++i) {
+    burst += get_request("/echo?n=" + std::to_string(i));
+  }
+  REQUIRE(c.send(burst));
+  for (int i = 0; i < 500; ++i) {
+    auto r = c.read_response();
+    REQUIRE(r);
+    CHECK(r->body == "method=GET len=0 query=n=" + std::to_string(i));
+  }
+  REQUIRE(c.send(get_request("/hello")));
+  auto r = c.read_response();
+  REQUIRE(r);
+  CHECK(r->body == "hello");
+}
+
+TEST_CASE("a response larger than the socket buffers is written whole, then the next",
+          "[net][http]") {
+  // The kernel takes part of 16 MiB at once; the rest is written asynchronously while the
+  // client reads, and the pipelined request behind it is answered after it.
+  test_server ts;
+  raw_client c(ts.port());
+  REQUIRE(c.send(get_request("/big") + get_request("/hello")));
+  auto big = c.read_response();
+  REQUIRE(big);
+  CHECK(big->status == 200);
+  CHECK(big->header("Content-Length") == std::to_string(ts.big_page->size()));
+  CHECK(big->body.size() == ts.big_page->size());
+  CHECK(big->body == *ts.big_page);
+  auto hello = c.read_response();
+  REQUIRE(hello);
+  CHECK(hello->body == "hello");
+  CHECK(ts.server().stats().timed_out == 0);
+}
+
+TEST_CASE("a client that stops reading a response is cut at write_timeout", "[net][http]") {
+  auto o = test_options();
+  o.write_timeout = std::chrono::milliseconds(200);
+  test_server ts(o);
+  auto& server = ts.server();
+  raw_client c(ts.port());
+  const auto t0 = steady::now();
+  REQUIRE(c.send(get_request("/big")));  // ...and never reads
+  // The drain's callback is the event: it fires once the stuck connection is gone.
+  server.close_acceptor();
+  server.begin_drain();
+  event drained;
+  server.async_wait_drained([&drained] { drained.set(); });
+  REQUIRE(drained.wait());
+  CHECK(steady::now() - t0 >= o.write_timeout);
+  auto s = server.stats();
+  CHECK(s.timed_out == 1);
+  CHECK(s.cut == 0);
+  CHECK(s.in_flight == 0);
+  // What the kernel had taken arrives, then the close: never a whole response.
+  CHECK_FALSE(c.read_response());
 }
 
 TEST_CASE("max_pipelined bounds the requests read ahead on a connection", "[net][http]") {
