@@ -626,10 +626,11 @@ void handle_metrics(route_context& ctx, net::http_request req, net::respond_fn r
         "si_process_uptime_seconds", {},
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     if (cache.is_object()) {
-      net::metric_labels b{{"backend", cache.value("backend", "unknown")}};
-      metrics->counter_set("si_cache_hits_total", b, cache.value("hits", 0.0));
-      metrics->counter_set("si_cache_misses_total", b, cache.value("misses", 0.0));
-      metrics->counter_set("si_cache_invalidations_total", b, cache.value("invalidations", 0.0));
+      const auto backend = cache.value("backend", std::string("unknown"));
+      for (const auto* field : {"hits", "misses", "invalidations"}) {
+        metrics->counter_set("si_cache_" + std::string(field) + "_total", {{"backend", backend}},
+                             cache.value(field, 0.0));
+      }
     }
     auto d = [](uint64_t v) { return static_cast<double>(v); };
     metrics->gauge_set("si_ws_transport_open_connections", {}, d(stats.ws_open));

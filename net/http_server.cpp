@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <charconv>
 #include <cstdio>
 #include <deque>
 #include <exception>
@@ -298,14 +299,16 @@ class session : public std::enable_shared_from_this<session> {
   /// A response was written (or failed): logs it, drops its slot and moves the connection
   /// on; true when the caller may write the next response.
   bool after_write(const error_code& ec, bool last);
-  void on_readable(const error_code& ec);
   void on_continue_written(const error_code& ec);
   void begin_linger();
   void start_discard_read();
   void on_linger_read(const error_code& ec);
   void arm_idle_timer();
   void arm_timer(timer_role role, steady::time_point deadline);
-  void cancel_timer();
+  /// Stops the role's timer. The wait itself is left pending (on_timer ignores it, a later
+  /// arm_timer reuses it) unless `release`: a closing session lets go of it at once.
+  void cancel_timer(bool release = false);
+  void start_timer_wait(steady::time_point until);
   void on_timer(const error_code& ec, std::uint64_t generation);
   void close_now();
   bool idle() const {
@@ -361,9 +364,14 @@ class session : public std::enable_shared_from_this<session> {
   bool closed_ = false;   ///< socket closed; every completion just returns
   std::atomic<bool> finished_{false};
 
+  /// One asio wait serves the idle and linger roles lazily: arming for a later deadline
+  /// than the pending wait's, or cancelling, costs no timer operation (one per request
+  /// otherwise); the wait, when it ends, checks the role's current deadline.
   timer_role timer_role_ = timer_role::none;
+  steady::time_point timer_deadline_;  ///< of timer_role_
+  bool timer_waiting_ = false;         ///< an async_wait on timer_ is pending
+  steady::time_point timer_wait_until_;
   std::uint64_t timer_generation_ = 0;
-  steady::time_point timer_deadline_;
   std::array<char, 4096> discard_{};
 };
 
@@ -453,9 +461,8 @@ session::session(http_server_core& core, tcp::socket socket, gate::hold hold, st
   remote_ = endpoint_string(stream_.socket());
   error_code ignored;
   stream_.socket().set_option(tcp::no_delay(true), ignored);
-  // Synchronous reads and sends return would_block instead of waiting: do_write sends at
-  // once and on_readable reads what the reactor reported (asynchronous operations are
-  // unaffected).
+  // Synchronous sends return would_block instead of waiting: do_write sends at once
+  // (asynchronous operations are unaffected).
   stream_.socket().non_blocking(true, ignored);
   if (reject_) {
     finished_ = true;  // a refusal is not a served connection: cut does not count it
@@ -531,40 +538,16 @@ void session::next_read() {
   read_phase_ = read_phase::waiting;
   stream_.expires_never();  // our timer_ bounds the wait, and only while idle
   read_op_pending_ = true;
-  // A wait, then a non-blocking read: no read attempt that can only fail with EAGAIN while
-  // the client is still reading the last response.
-  stream_.socket().async_wait(
-      tcp::socket::wait_read,
-      [self = shared_from_this()](const error_code& ec) { self->on_readable(ec); });
+  // On the socket itself, not through tcp_stream (no timeout here): asio then skips the
+  // read attempt that could only fail with EAGAIN while the client reads the last response.
+  stream_.socket().async_read_some(
+      buffer_.prepare(first_read_size),
+      [self = shared_from_this()](const error_code& ec, std::size_t n) {
+        self->on_first_bytes(ec, n);
+      });
   if (idle()) {
     arm_idle_timer();
   }
-}
-
-void session::on_readable(const error_code& ec) {
-  if (ec || closed_) {
-    on_first_bytes(ec, 0);
-    return;
-  }
-  error_code rec;
-  const auto n = stream_.socket().read_some(buffer_.prepare(first_read_size), rec);
-  if (rec == asio::error::would_block || rec == asio::error::try_again) {
-    read_op_pending_ = false;
-    if (closing_) {
-      start_discard_read();  // the wait was the linger read: keep discarding
-      return;
-    }
-    if (read_phase_ == read_phase::stopped) {
-      return;
-    }
-    // Readable with nothing to read (a spurious wake-up): wait again.
-    read_op_pending_ = true;
-    stream_.socket().async_wait(
-        tcp::socket::wait_read,
-        [self = shared_from_this()](const error_code& wec) { self->on_readable(wec); });
-    return;
-  }
-  on_first_bytes(rec, n);
 }
 
 void session::skip_empty_lines() {
@@ -884,7 +867,7 @@ void session::reject_upgrade(http_response res, const std::string& request_id) {
 void session::hand_off(ws_handlers handlers, std::string request_id) {
   // Nothing of this session is pending (idle, no read): the socket changes owner. The
   // connection leaves the gate because WebSocket connections never hold up the HTTP drain.
-  cancel_timer();
+  cancel_timer(true);
   stream_.expires_never();
   error_code ignored;
   stream_.socket().non_blocking(false, ignored);  // the WebSocket side starts from defaults
@@ -1116,9 +1099,9 @@ void session::render_head(slot& s, bool last, int status, bool bodiless) {
   }
   if (!bodiless) {
     char length[24];
-    const int n = std::snprintf(length, sizeof length, "%zu", r.body_bytes().size());
+    const auto end = std::to_chars(length, length + sizeof length, r.body_bytes().size()).ptr;
     h += "Content-Length: ";
-    h.append(length, static_cast<std::size_t>(n));
+    h.append(length, end);
     h += "\r\n";
   }
   h += "\r\n";
@@ -1160,8 +1143,10 @@ bool session::after_write(const error_code& ec, bool last) {
     }
     return false;
   }
-  core_.log_->info("{} {} {} {:.1f}ms request_id={} remote={}", done.method, done.path, status,
-                   millis_since(done.received_at), done.request_id, remote_);
+  if (core_.log_->should_log(spdlog::level::info)) {  // (no clock read when it is off)
+    core_.log_->info("{} {} {} {:.1f}ms request_id={} remote={}", done.method, done.path, status,
+                     millis_since(done.received_at), done.request_id, remote_);
+  }
   if (closed_) {
     return false;
   }
@@ -1240,24 +1225,41 @@ void session::arm_idle_timer() {
 void session::arm_timer(timer_role role, steady::time_point deadline) {
   timer_role_ = role;
   timer_deadline_ = deadline;
+  if (timer_waiting_ && timer_wait_until_ <= deadline) {
+    return;  // the pending wait ends first; on_timer waits on for the rest
+  }
+  start_timer_wait(deadline);
+}
+
+void session::start_timer_wait(steady::time_point until) {
+  timer_waiting_ = true;
+  timer_wait_until_ = until;
   const auto generation = ++timer_generation_;
-  timer_.expires_at(deadline);
+  timer_.expires_at(until);  // a pending wait ends with operation_aborted (superseded)
   timer_.async_wait([self = shared_from_this(), generation](const error_code& ec) {
     self->on_timer(ec, generation);
   });
 }
 
-void session::cancel_timer() {
-  if (timer_role_ == timer_role::none) {
-    return;
-  }
+void session::cancel_timer(bool release) {
   timer_role_ = timer_role::none;
-  ++timer_generation_;
-  timer_.cancel();
+  if (release && timer_waiting_) {
+    timer_waiting_ = false;
+    ++timer_generation_;
+    timer_.cancel();
+  }
 }
 
 void session::on_timer(const error_code& ec, std::uint64_t generation) {
-  if (ec || generation != timer_generation_ || closed_) {
+  if (generation != timer_generation_) {
+    return;  // superseded by a later wait, or released
+  }
+  timer_waiting_ = false;
+  if (ec || closed_ || timer_role_ == timer_role::none) {
+    return;
+  }
+  if (steady::now() < timer_deadline_) {
+    start_timer_wait(timer_deadline_);  // the deadline moved later since this wait began
     return;
   }
   const auto role = std::exchange(timer_role_, timer_role::none);
@@ -1318,7 +1320,7 @@ void session::close_now() {
   closed_ = true;
   closing_ = true;
   finished_ = true;
-  cancel_timer();
+  cancel_timer(true);
   write_timer_.cancel();
   stream_.close();  // pending operations complete with operation_aborted
   // Drop the registry's reference last; the caller's completion handler still holds one.
@@ -1344,10 +1346,20 @@ http_server_core::~http_server_core() {
 }
 
 std::string http_server_core::make_request_id() {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%08x-%012llx", id_nonce_,
-                static_cast<unsigned long long>(next_request_id_.fetch_add(1)));
-  return buf;
+  // "%08x-%012llx" (nonce, counter) without printf's cost on every request.
+  auto hex = [](std::string& out, std::uint64_t v, std::size_t min_width) {
+    char digits[16];
+    const auto end = std::to_chars(digits, digits + sizeof digits, v, 16).ptr;
+    const auto n = static_cast<std::size_t>(end - digits);
+    out.append(n < min_width ? min_width - n : 0, '0');
+    out.append(digits, n);
+  };
+  std::string id;
+  id.reserve(21);
+  hex(id, id_nonce_, 8);
+  id += '-';
+  hex(id, next_request_id_.fetch_add(1), 12);
+  return id;
 }
 
 std::uint16_t http_server_core::start() {

@@ -9,23 +9,6 @@ namespace si::net {
 
 namespace {
 
-std::string escape_label(const std::string& v) {
-  std::string out;
-  out.reserve(v.size());
-  for (char c : v) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '"') {
-      out += "\\\"";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 std::string escape_help(const std::string& v) {
   std::string out;
   for (char c : v) {
@@ -66,18 +49,63 @@ std::string with_le(const std::string& rendered, const std::string& le) {
 
 }  // namespace
 
-std::string render_labels(const metric_labels& labels) {
-  if (labels.empty()) {
-    return {};
+namespace {
+
+/// Appends `labels` rendered as render_labels does.
+void append_labels(std::string& out, metric_labels labels) {
+  if (labels.size() == 0) {
+    return;
   }
-  std::string out = "{";
-  for (size_t i = 0; i < labels.size(); ++i) {
-    if (i > 0) {
+  out += '{';
+  bool first = true;
+  for (const auto& [name, value] : labels) {
+    if (!first) {
       out += ',';
     }
-    out += labels[i].first + "=\"" + escape_label(labels[i].second) + "\"";
+    first = false;
+    out += name;
+    out += "=\"";
+    for (char c : value) {
+      if (c == '\\') {
+        out += "\\\\";
+      } else if (c == '"') {
+        out += "\\\"";
+      } else if (c == '\n') {
+        out += "\\n";
+      } else {
+        out += c;
+      }
+    }
+    out += '"';
   }
-  return out + "}";
+  out += '}';
+}
+
+/// The rendered key of `labels` in a per-thread buffer (no allocation once it has grown);
+/// valid until the next call on this thread.
+std::string_view key_of(metric_labels labels) {
+  thread_local std::string buffer;
+  buffer.clear();
+  append_labels(buffer, labels);
+  return buffer;
+}
+
+/// map[key] without building a std::string when the key is present.
+template <typename Map>
+typename Map::mapped_type& at_key(Map& map, std::string_view key) {
+  auto i = map.find(key);
+  if (i == map.end()) {
+    i = map.emplace(std::string(key), typename Map::mapped_type{}).first;
+  }
+  return i->second;
+}
+
+}  // namespace
+
+std::string render_labels(metric_labels labels) {
+  std::string out;
+  append_labels(out, labels);
+  return out;
 }
 
 void metrics_registry::describe_counter(const std::string& name, const std::string& help) {
@@ -104,7 +132,7 @@ void metrics_registry::describe_histogram(const std::string& name, const std::st
   f.bounds = std::move(bounds);
 }
 
-metrics_registry::family* metrics_registry::find(const std::string& name, const char* type) {
+metrics_registry::family* metrics_registry::find(std::string_view name, const char* type) {
   auto i = families_.find(name);
   if (i == families_.end() || i->second.type != type) {
     assert(!"metric family used before it was described");
@@ -113,47 +141,51 @@ metrics_registry::family* metrics_registry::find(const std::string& name, const 
   return &i->second;
 }
 
-void metrics_registry::counter_add(const std::string& name, const metric_labels& labels, double v) {
-  auto key = render_labels(labels);
+double* metrics_registry::sample(std::string_view name, const char* type, std::string_view key) {
+  auto* f = find(name, type);
+  return f == nullptr ? nullptr : &at_key(f->values, key);
+}
+
+void metrics_registry::counter_add(std::string_view name, metric_labels labels, double v) {
+  const auto key = key_of(labels);
   std::lock_guard<std::mutex> guard{mtx_};
-  if (auto* f = find(name, "counter")) {
-    f->values[key] += v;
+  if (auto* x = sample(name, "counter", key)) {
+    *x += v;
   }
 }
 
-void metrics_registry::counter_set(const std::string& name, const metric_labels& labels, double v) {
-  auto key = render_labels(labels);
+void metrics_registry::counter_set(std::string_view name, metric_labels labels, double v) {
+  const auto key = key_of(labels);
   std::lock_guard<std::mutex> guard{mtx_};
-  if (auto* f = find(name, "counter")) {
-    f->values[key] = v;
+  if (auto* x = sample(name, "counter", key)) {
+    *x = v;
   }
 }
 
-void metrics_registry::gauge_set(const std::string& name, const metric_labels& labels, double v) {
-  auto key = render_labels(labels);
+void metrics_registry::gauge_set(std::string_view name, metric_labels labels, double v) {
+  const auto key = key_of(labels);
   std::lock_guard<std::mutex> guard{mtx_};
-  if (auto* f = find(name, "gauge")) {
-    f->values[key] = v;
+  if (auto* x = sample(name, "gauge", key)) {
+    *x = v;
   }
 }
 
-void metrics_registry::gauge_add(const std::string& name, const metric_labels& labels, double v) {
-  auto key = render_labels(labels);
+void metrics_registry::gauge_add(std::string_view name, metric_labels labels, double v) {
+  const auto key = key_of(labels);
   std::lock_guard<std::mutex> guard{mtx_};
-  if (auto* f = find(name, "gauge")) {
-    f->values[key] += v;
+  if (auto* x = sample(name, "gauge", key)) {
+    *x += v;
   }
 }
 
-void metrics_registry::histogram_observe(const std::string& name, const metric_labels& labels,
-                                         double v) {
-  auto key = render_labels(labels);
+void metrics_registry::histogram_observe(std::string_view name, metric_labels labels, double v) {
+  const auto key = key_of(labels);
   std::lock_guard<std::mutex> guard{mtx_};
   auto* f = find(name, "histogram");
   if (f == nullptr) {
     return;
   }
-  auto& h = f->histograms[key];
+  auto& h = at_key(f->histograms, key);
   if (h.buckets.empty()) {
     h.buckets.assign(f->bounds.size(), 0);
   }
@@ -174,8 +206,8 @@ void metrics_registry::clear(const std::string& name) {
   }
 }
 
-double metrics_registry::value(const std::string& name, const metric_labels& labels) const {
-  auto key = render_labels(labels);
+double metrics_registry::value(std::string_view name, metric_labels labels) const {
+  const auto key = key_of(labels);
   std::lock_guard<std::mutex> guard{mtx_};
   auto i = families_.find(name);
   if (i == families_.end()) {
