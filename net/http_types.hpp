@@ -58,6 +58,11 @@ struct http_request {
 /// 1xx/204/304, whose body is dropped), Connection and X-Request-ID, and drops any the
 /// handler set; every other header is kept as given (Server is added if absent).
 struct http_response {
+  http_response() = default;
+  /// `http_response{200, {{"Content-Type", "text/plain"}}, "hello"}`.
+  http_response(int status_code, header_list fields = {}, std::string text = {})
+      : status(status_code), headers(std::move(fields)), body(std::move(text)) {}
+
   int status = 200;
   header_list headers;
   std::string body;
