@@ -15,6 +15,7 @@
 #include "storage/database.hpp"
 #include "storage/ingest_repo.hpp"
 #include "support.hpp"
+#include "tests/ingest_batches.hpp"
 
 using namespace si::storage;
 namespace domain = si::domain;
@@ -60,54 +61,12 @@ table_counts counts(soci::session& sql) {
 constexpr const char* account_a = "GAAZI4TCR3TY5OJHCTJC2A4QSY6CJWJH5IAJTGKIN2ER7LBNVKOCCWN7";
 constexpr const char* account_b = "GBRPYHIL2CI3FNQ4BXLFMNDLFJUNPU2HY3ZMFSHONUCEOASW7QC7OX2H";
 
-/// A 64-hex-digit hash unique to `n`.
-std::string fake_hash(long long n) {
-  std::string h = std::to_string(n);
-  return std::string(64 - h.size(), 'a') + h;
-}
-
 /// `ledgers` ledgers from `first_ledger`, each with `txs` transactions of `ops` operations;
 /// every other operation is a payment. Returns the batch; `cursor` gets the last paging token.
 ingest_batch generated(long long first_ledger, int ledgers, int txs, int ops, std::string& cursor) {
-  ingest_batch b;
-  for (long long l = first_ledger; l < first_ledger + ledgers; ++l) {
-    domain::ledger led;
-    led.sequence = l;
-    led.hash = fake_hash(l);
-    led.prev_hash = fake_hash(l - 1);
-    led.closed_at_ms = 1'700'000'000'000 + l * 5000;
-    led.successful_transaction_count = txs;
-    led.failed_transaction_count = 0;
-    led.operation_count = txs * ops;
-    led.tx_set_operation_count = txs * ops;
-    led.base_fee = 100;
-    led.protocol_version = 21;
-    led.paging_token = std::to_string(l << 32);
-    b.ledgers.push_back(led);
-    for (int t = 1; t <= txs; ++t) {
-      domain::transaction tx;
-      const long long tx_id = (l << 32) | (static_cast<long long>(t) << 12);
-      tx.hash = fake_hash(tx_id);
-      tx.ledger = l;
-      tx.created_at_ms = led.closed_at_ms;
-      tx.source_account = account_a;
-      tx.fee_account = account_a;
-      tx.fee_charged = 100 * ops;
-      tx.max_fee = 1000 * ops;
-      tx.operation_count = ops;
-      tx.successful = t % 10 != 0;
-      tx.memo_type = "none";
-      tx.paging_token = std::to_string(tx_id);
-      tx.toid = tx_id;
-      b.transactions.push_back(tx);
-      for (int o = 1; o <= ops; ++o) {
-        domain::operation op;
-        op.id = tx_id | o;
-        op.paging_token = std::to_string(op.id);
-        op.transaction_hash = tx.hash;
-        op.transaction_successful = tx.successful;
-        op.source_account = account_a;
-        op.created_at_ms = tx.created_at_ms;
+  return si::test::generated_batch(
+      first_ledger, ledgers, txs, ops, 1'700'000'000'000, account_a, cursor,
+      [](domain::operation& op, int o) {
         if (o % 2 == 1) {
           op.type = "payment";
           op.type_i = 1;
@@ -127,12 +86,7 @@ ingest_batch generated(long long first_ledger, int ledgers, int txs, int ops, st
               nlohmann::json{{"home_domain", "example.com"}, {"note", "quote \" and \\ slash"}}
                   .dump();
         }
-        b.operations.push_back(op);
-        cursor = op.paging_token;
-      }
-    }
-  }
-  return b;
+      });
 }
 
 void check_fixtures(soci::session& sql, backend kind) {

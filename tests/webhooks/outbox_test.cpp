@@ -19,6 +19,7 @@
 #include "storage/webhook_events.hpp"
 #include "storage/webhooks_repo.hpp"
 #include "support.hpp"
+#include "tests/ingest_batches.hpp"
 
 using namespace si::storage;
 using nlohmann::json;
@@ -41,11 +42,6 @@ constexpr long long t0 = 1'700'000'000'000;
 constexpr const char* account_a = "GAAZI4TCR3TY5OJHCTJC2A4QSY6CJWJH5IAJTGKIN2ER7LBNVKOCCWN7";
 constexpr const char* account_b = "GBRPYHIL2CI3FNQ4BXLFMNDLFJUNPU2HY3ZMFSHONUCEOASW7QC7OX2H";
 
-std::string fake_hash(long long n) {
-  std::string h = std::to_string(n);
-  return std::string(64 - h.size(), 'a') + h;
-}
-
 domain::asset usdc() {
   return {"USDC", account_b};
 }
@@ -54,65 +50,24 @@ domain::asset usdc() {
 /// of a transaction pays XLM, operation 2 pays USDC, the others are set_options; every
 /// tenth transaction failed. `cursor` gets the last paging token.
 ingest_batch page(long long first, int ledgers, int txs, int ops, std::string& cursor) {
-  ingest_batch b;
-  for (long long l = first; l < first + ledgers; ++l) {
-    domain::ledger led;
-    led.sequence = l;
-    led.hash = fake_hash(l);
-    led.prev_hash = fake_hash(l - 1);
-    led.closed_at_ms = t0 + l * 5000;
-    led.successful_transaction_count = txs;
-    led.operation_count = txs * ops;
-    led.tx_set_operation_count = txs * ops;
-    led.base_fee = 100;
-    led.protocol_version = 21;
-    led.paging_token = std::to_string(l << 32);
-    b.ledgers.push_back(led);
-    for (int t = 1; t <= txs; ++t) {
-      domain::transaction tx;
-      const long long tx_id = (l << 32) | (static_cast<long long>(t) << 12);
-      tx.hash = fake_hash(tx_id);
-      tx.ledger = l;
-      tx.created_at_ms = led.closed_at_ms;
-      tx.source_account = account_a;
-      tx.fee_account = account_a;
-      tx.fee_charged = 100 * ops;
-      tx.max_fee = 1000 * ops;
-      tx.operation_count = ops;
-      tx.successful = t % 10 != 0;
-      tx.memo_type = "none";
-      tx.paging_token = std::to_string(tx_id);
-      tx.toid = tx_id;
-      b.transactions.push_back(tx);
-      for (int o = 1; o <= ops; ++o) {
-        domain::operation op;
-        op.id = tx_id | o;
-        op.paging_token = std::to_string(op.id);
-        op.transaction_hash = tx.hash;
-        op.transaction_successful = tx.successful;
-        op.source_account = account_a;
-        op.created_at_ms = tx.created_at_ms;
-        if (o <= 2) {
-          op.type = "payment";
-          op.type_i = 1;
-          domain::payment_effect p;
-          p.from = account_a;
-          p.to = account_b;
-          p.source_asset = o == 1 ? domain::native_asset() : usdc();
-          p.destination_asset = p.source_asset;
-          p.amount = 12'345'678;
-          p.source_amount = 12'345'678;
-          op.payment = p;
-        } else {
-          op.type = "set_options";
-          op.type_i = 5;
-        }
-        b.operations.push_back(op);
-        cursor = op.paging_token;
-      }
-    }
-  }
-  return b;
+  return si::test::generated_batch(first, ledgers, txs, ops, t0, account_a, cursor,
+                                   [](domain::operation& op, int o) {
+                                     if (o <= 2) {
+                                       op.type = "payment";
+                                       op.type_i = 1;
+                                       domain::payment_effect p;
+                                       p.from = account_a;
+                                       p.to = account_b;
+                                       p.source_asset = o == 1 ? domain::native_asset() : usdc();
+                                       p.destination_asset = p.source_asset;
+                                       p.amount = 12'345'678;
+                                       p.source_amount = 12'345'678;
+                                       op.payment = p;
+                                     } else {
+                                       op.type = "set_options";
+                                       op.type_i = 5;
+                                     }
+                                   });
 }
 
 long long count(soci::session& sql, const std::string& query) {
