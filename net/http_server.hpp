@@ -52,7 +52,9 @@ struct http_server_options {
   /// until its header is complete; a client trickling a header is cut here (slowloris).
   std::chrono::milliseconds read_header_timeout{10'000};
   std::chrono::milliseconds read_body_timeout{30'000};  ///< header complete → body complete
-  std::chrono::milliseconds write_timeout{30'000};      ///< per response
+  /// Per response: the part the kernel does not take at once (a large body, a client that
+  /// reads slowly) must be written within it, else the connection is closed (timed_out).
+  std::chrono::milliseconds write_timeout{30'000};
   /// How long a keep-alive connection may sit with nothing to answer and no request bytes.
   std::chrono::milliseconds keep_alive_idle_timeout{60'000};
   std::size_t header_limit = 16 * 1024;  ///< request line + fields; beyond → 431 and close
