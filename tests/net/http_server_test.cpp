@@ -398,9 +398,10 @@ TEST_CASE("a client that stops reading a response is cut at write_timeout", "[ne
   // The drain's callback is the event: it fires once the stuck connection is gone.
   server.close_acceptor();
   server.begin_drain();
-  event drained;
-  server.async_wait_drained([&drained] { drained.set(); });
-  REQUIRE(drained.wait());
+  // Shared: the io thread may still be inside set() when wait() returns.
+  auto drained = std::make_shared<event>();
+  server.async_wait_drained([drained] { drained->set(); });
+  REQUIRE(drained->wait());
   CHECK(steady::now() - t0 >= o.write_timeout);
   auto s = server.stats();
   CHECK(s.timed_out == 1);

@@ -784,13 +784,14 @@ TEST_CASE("ws: the HTTP drain completes while WebSockets stay open; stop() drops
 
   server->close_acceptor();
   server->begin_drain();
-  event drained;
-  server->async_wait_drained([&] { drained.set(); });
+  // Shared: the io thread may still be inside set() when wait() returns.
+  auto drained = std::make_shared<event>();
+  server->async_wait_drained([drained] { drained->set(); });
   // The idle keep-alive connection is closed after drain_idle_window (FIN; the server lingers
   // until the client closes too).
   CHECK(keep_alive.wait_closed());
   keep_alive.close();
-  REQUIRE(drained.wait());
+  REQUIRE(drained->wait());
   auto s = server->stats();
   CHECK(s.connections_open == 0);
   CHECK(s.ws_open == 2);
@@ -872,9 +873,10 @@ TEST_CASE("ws: upgrades after close_acceptor or during the drain are refused wit
   auto s = server.stats();
   CHECK(s.ws_upgrades_rejected == 2);
   CHECK(s.ws_accepted == 0);
-  event drained;
-  server.async_wait_drained([&] { drained.set(); });
-  CHECK(drained.wait());
+  // Shared: the io thread may still be inside set() when wait() returns.
+  auto drained = std::make_shared<event>();
+  server.async_wait_drained([drained] { drained->set(); });
+  CHECK(drained->wait());
 }
 
 TEST_CASE("ws: an upgrade pipelined behind an unanswered request waits for its answer", "[ws]") {
