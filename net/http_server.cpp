@@ -348,13 +348,9 @@ class session : public std::enable_shared_from_this<session> {
   /// non-blocking send in do_write and never arm it).
   asio::steady_timer write_timer_;
   std::uint64_t write_generation_ = 0;
-  /// Inside dispatch(): a response given by the handler before it returns is only stored;
-  /// dispatch writes it after the handler, so the handler never re-enters the session.
-  bool in_handler_ = false;
   /// A next_read() for buffered (pipelined) bytes is posted instead of run from inside
   /// dispatch, so a burst of pipelined requests never recurses.
   bool resume_posted_ = false;
-  int dispatch_depth_ = 0;
 
   bool draining_ = false;
   /// A WebSocket upgrade read while earlier responses were pending: handled once they are
@@ -369,17 +365,19 @@ class session : public std::enable_shared_from_this<session> {
   /// otherwise); the wait, when it ends, checks the role's current deadline.
   timer_role timer_role_ = timer_role::none;
   steady::time_point timer_deadline_;  ///< of timer_role_
-  bool timer_waiting_ = false;         ///< an async_wait on timer_ is pending
-  steady::time_point timer_wait_until_;
+  bool timer_waiting_ = false;         ///< an async_wait on timer_ (until its expiry) is pending
   std::uint64_t timer_generation_ = 0;
   std::array<char, 4096> discard_{};
 };
 
-/// The state behind one respond_fn: exactly-once delivery onto the session's strand, or a
-/// 500 when the last copy is dropped unanswered.
-/// The session whose handler call is running on this thread (set by session::dispatch).
+/// The session inside dispatch() on this thread: its handler, then the write of an answer
+/// the handler gave at once. Meanwhile a response for it is only stored (dispatch writes it
+/// after the handler, so the handler never re-enters the session) and buffered pipelined
+/// bytes are resumed by a post, not by recursion.
 thread_local session* dispatching = nullptr;
 
+/// The state behind one respond_fn: exactly-once delivery onto the session's strand, or a
+/// 500 when the last copy is dropped unanswered.
 class responder {
  public:
   responder(std::weak_ptr<session> s, std::uint64_t seq, std::string request_id,
@@ -517,7 +515,7 @@ void session::next_read() {
   }
   skip_empty_lines();
   if (buffer_.size() > 0) {
-    if (dispatch_depth_ > 0) {
+    if (dispatching == this) {
       // Called from inside dispatch (its response was written at once): continue from the
       // strand instead of recursing into the next pipelined request.
       resume_posted_ = true;
@@ -934,8 +932,6 @@ void session::dispatch() {
   auto state = std::make_shared<responder>(weak_from_this(), seq, req.request_id, core_.lifeline_,
                                            core_.log_);
   respond_fn respond = [state](http_response res) { state->respond(std::move(res)); };
-  ++dispatch_depth_;
-  in_handler_ = true;
   auto* outer = std::exchange(dispatching, this);
   try {
     core_.handler_(std::move(req), std::move(respond));
@@ -948,11 +944,9 @@ void session::dispatch() {
     state->respond(
         make_error_response(500, "INTERNAL_ERROR", "internal error", slots_.back().request_id));
   }
-  state.reset();  // if the handler kept no copy, the 500 is posted now
+  state.reset();  // if the handler kept no copy, the 500 is stored now
+  do_write();     // an answer the handler gave at once
   dispatching = outer;
-  in_handler_ = false;
-  do_write();  // an answer the handler gave at once
-  --dispatch_depth_;
   next_read();
 }
 
@@ -970,7 +964,7 @@ void session::respond(std::uint64_t seq, http_response res) {
   }
   s.ready = true;
   s.res = std::move(res);
-  if (!in_handler_) {
+  if (dispatching != this) {
     do_write();
   }
 }
@@ -1225,7 +1219,7 @@ void session::arm_idle_timer() {
 void session::arm_timer(timer_role role, steady::time_point deadline) {
   timer_role_ = role;
   timer_deadline_ = deadline;
-  if (timer_waiting_ && timer_wait_until_ <= deadline) {
+  if (timer_waiting_ && timer_.expiry() <= deadline) {
     return;  // the pending wait ends first; on_timer waits on for the rest
   }
   start_timer_wait(deadline);
@@ -1233,7 +1227,6 @@ void session::arm_timer(timer_role role, steady::time_point deadline) {
 
 void session::start_timer_wait(steady::time_point until) {
   timer_waiting_ = true;
-  timer_wait_until_ = until;
   const auto generation = ++timer_generation_;
   timer_.expires_at(until);  // a pending wait ends with operation_aborted (superseded)
   timer_.async_wait([self = shared_from_this(), generation](const error_code& ec) {
