@@ -9,17 +9,25 @@ namespace si::net {
 
 namespace {
 
-std::string escape_help(const std::string& v) {
-  std::string out;
+/// Appends `v` escaped as the text format requires: backslash and line feed always, the
+/// double quote too inside a label value (`quotes`), not in HELP text.
+void append_escaped(std::string& out, std::string_view v, bool quotes) {
   for (char c : v) {
     if (c == '\\') {
       out += "\\\\";
     } else if (c == '\n') {
       out += "\\n";
+    } else if (quotes && c == '"') {
+      out += "\\\"";
     } else {
       out += c;
     }
   }
+}
+
+std::string escape_help(const std::string& v) {
+  std::string out;
+  append_escaped(out, v, false);
   return out;
 }
 
@@ -47,10 +55,6 @@ std::string with_le(const std::string& rendered, const std::string& le) {
   return rendered.substr(0, rendered.size() - 1) + ",le=\"" + le + "\"}";
 }
 
-}  // namespace
-
-namespace {
-
 /// Appends `labels` rendered as render_labels does.
 void append_labels(std::string& out, metric_labels labels) {
   if (labels.size() == 0) {
@@ -65,17 +69,7 @@ void append_labels(std::string& out, metric_labels labels) {
     first = false;
     out += name;
     out += "=\"";
-    for (char c : value) {
-      if (c == '\\') {
-        out += "\\\\";
-      } else if (c == '"') {
-        out += "\\\"";
-      } else if (c == '\n') {
-        out += "\\n";
-      } else {
-        out += c;
-      }
-    }
+    append_escaped(out, value, true);
     out += '"';
   }
   out += '}';
