@@ -1,6 +1,9 @@
 #include "net/ws_connection.hpp"
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <array>
 #include <exception>
 #include <optional>
 #include <stdexcept>
@@ -67,25 +70,34 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
-/// A FIFO of shared messages that allocates nothing while empty (an idle connection's queue
-/// costs no memory; std::deque allocates on construction).
+/// A FIFO of shared messages that allocates nothing while it holds at most one (an idle
+/// connection's queue costs no memory, and a broadcast to connections that keep up
+/// allocates nothing per connection: the message goes into the inline slot, which the io
+/// thread empties again). std::deque allocates on construction.
 class message_queue {
  public:
   bool empty() const noexcept {
-    return head_ == items_.size();
+    return !first_ && head_ == rest_.size();
   }
 
   void push(std::shared_ptr<const std::string> message) {
-    items_.push_back(std::move(message));
+    if (!first_ && head_ == rest_.size()) {
+      first_ = std::move(message);  // empty: the inline slot
+    } else {
+      rest_.push_back(std::move(message));  // behind the slot (or behind older ones)
+    }
   }
 
-  /// The oldest message (requires !empty()).
+  /// The oldest message (requires !empty()): the inline slot when set, else the vector's.
   std::shared_ptr<const std::string> pop() {
-    auto message = std::move(items_[head_++]);
-    if (head_ == items_.size()) {
-      clear();
-    } else if (head_ >= 64 && head_ * 2 >= items_.size()) {
-      items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
+    if (first_) {
+      return std::move(first_);
+    }
+    auto message = std::move(rest_[head_++]);
+    if (head_ == rest_.size()) {
+      clear_rest();
+    } else if (head_ >= 64 && head_ * 2 >= rest_.size()) {
+      rest_.erase(rest_.begin(), rest_.begin() + static_cast<std::ptrdiff_t>(head_));
       head_ = 0;
     }
     return message;
@@ -95,24 +107,32 @@ class message_queue {
   std::pair<std::size_t, std::size_t> discard() {
     std::size_t count = 0;
     std::size_t bytes = 0;
-    for (auto i = head_; i < items_.size(); ++i) {
+    if (first_) {
       ++count;
-      bytes += items_[i]->size();
+      bytes += first_->size();
+      first_.reset();
     }
-    clear();
+    for (auto i = head_; i < rest_.size(); ++i) {
+      ++count;
+      bytes += rest_[i]->size();
+    }
+    clear_rest();
     return {count, bytes};
   }
 
  private:
-  void clear() {
-    items_.clear();
+  void clear_rest() {
+    rest_.clear();
     head_ = 0;
-    if (items_.capacity() > 64) {
-      items_.shrink_to_fit();
+    if (rest_.capacity() > 64) {
+      rest_.shrink_to_fit();
     }
   }
 
-  std::vector<std::shared_ptr<const std::string>> items_;
+  // Invariant: when first_ is set it is the oldest message (the vector only takes messages
+  // while the slot is full or the vector still holds older ones).
+  std::shared_ptr<const std::string> first_;
+  std::vector<std::shared_ptr<const std::string>> rest_;
   std::size_t head_ = 0;
 };
 
@@ -160,6 +180,118 @@ double millis_since(steady::time_point start) {
   return std::chrono::duration<double, std::milli>(steady::now() - start).count();
 }
 
+using strand_type = asio::strand<asio::io_context::executor_type>;
+
+/// The WebSocket session's socket: a TCP socket whose executor is the connection's strand as
+/// its concrete type (Beast's operations copy and compare the executor many times per
+/// message; the server's `tcp::socket` carries it type-erased), and a type of its own so
+/// that the close handshake ends with our teardown (below) instead of Beast's.
+class ws_socket : public asio::basic_stream_socket<tcp, strand_type> {
+  using base = asio::basic_stream_socket<tcp, strand_type>;
+
+ public:
+  using base::base;
+
+  /// Our close frame is the next frame written (the session's send queue is flushed, our
+  /// keep-alive pings are off): once the kernel took it whole, the sending side is shut down
+  /// at once. The client then reads the close frame and the end of the stream together: it
+  /// answers and is done, instead of waiting for the server to read its answer and only then
+  /// send the FIN (under load, the last clients waited hundreds of milliseconds for that).
+  /// The answer still arrives (a half-closed connection receives) and completes the close
+  /// handshake as before; nothing may be sent after a close frame anyway.
+  void fin_after_close_frame() noexcept {
+    fin_after_close_ = true;
+  }
+
+  /// Beast's writes pass here (asio::async_write calls the stream's async_write_some).
+  template <class ConstBufferSequence, class WriteHandler>
+  void async_write_some(const ConstBufferSequence& buffers, WriteHandler&& handler) {
+    if (fin_after_close_ && is_close_frame(buffers)) {
+      fin_after_close_ = false;
+      const auto size = asio::buffer_size(buffers);
+      std::array<char, 2 + 125> frame{};
+      asio::buffer_copy(asio::buffer(frame), buffers);
+      const auto n = ::send(native_handle(), frame.data(), size, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) {
+        const auto sent = static_cast<std::size_t>(n);
+        if (sent == size) {
+          error_code ignored;
+          shutdown(socket_base::shutdown_send, ignored);
+        }
+        // A part only (full buffers): asio::async_write writes the rest the usual way, and
+        // the FIN comes with the teardown.
+        asio::post(get_executor(), beast::bind_front_handler(std::forward<WriteHandler>(handler),
+                                                             error_code{}, sent));
+        return;
+      }
+      // Nothing taken (or an error, which the ordinary write reports): the ordinary path.
+    }
+    base::async_write_some(buffers, std::forward<WriteHandler>(handler));
+  }
+
+ private:
+  /// True when `buffers` hold exactly one whole unmasked close frame (opcode 8, FIN set, at
+  /// most 125 bytes of payload): what Beast's close operation writes.
+  template <class ConstBufferSequence>
+  static bool is_close_frame(const ConstBufferSequence& buffers) {
+    const auto size = asio::buffer_size(buffers);
+    if (size < 2 || size > 2 + 125) {
+      return false;
+    }
+    unsigned char head[2];
+    asio::buffer_copy(asio::buffer(head), buffers);
+    return head[0] == 0x88 && (head[1] & 0x80) == 0 && size == 2u + (head[1] & 0x7f);
+  }
+
+  bool fin_after_close_ = false;
+};
+
+/// The end of the TCP connection after the close handshake, found by Beast through ADL
+/// (an exact match for ws_socket beats Beast's template for any basic_stream_socket).
+/// Beast's server teardown shuts the sending side down, then reads until the client's FIN
+/// and only then closes: a system call, a wake-up and a round trip per connection more. RFC
+/// 6455 (7.1.1) has the server close the TCP connection at once once both close frames are
+/// exchanged; close() still sends everything written before it, then the FIN.
+void teardown(beast::role_type, ws_socket& socket, error_code& ec) {
+  socket.close(ec);
+}
+
+template <class Handler>
+void async_teardown(beast::role_type role, ws_socket& socket, Handler&& handler) {
+  error_code ec;
+  teardown(role, socket, ec);
+  // Completed as if by post (an asynchronous operation never completes inside its
+  // initiating call).
+  asio::post(socket.get_executor(), beast::bind_front_handler(std::forward<Handler>(handler), ec));
+}
+
+/// The strand the HTTP server gave the upgraded connection (every socket of the server has
+/// one); a new strand on the socket's io_context otherwise.
+strand_type connection_strand(tcp::socket& socket) {
+  const auto ex = socket.get_executor();
+  if (const auto* strand = ex.target<strand_type>()) {
+    return *strand;
+  }
+  if (const auto* io = ex.target<asio::io_context::executor_type>()) {
+    return asio::make_strand(*io);
+  }
+  throw std::logic_error("websocket session: the socket's executor is not an io_context's");
+}
+
+/// The upgraded socket as a ws_socket on `strand` (the same file descriptor, registered with
+/// the same io_context). A socket that is no longer open stays closed: the handshake then
+/// fails and the session ends as any failed handshake does.
+ws_socket adopt_socket(tcp::socket& socket, const strand_type& strand) {
+  error_code ec;
+  const auto local = socket.local_endpoint(ec);
+  const auto protocol = ec ? tcp::v4() : local.protocol();
+  const auto fd = socket.release(ec);
+  if (ec) {
+    return ws_socket(strand);
+  }
+  return ws_socket(strand, protocol, fd);
+}
+
 }  // namespace
 
 class ws_session;
@@ -170,7 +302,9 @@ class ws_session;
 class ws_handle final : public ws_connection {
  public:
   ws_handle(std::uint64_t id, std::string remote, std::shared_ptr<ws_registry> registry)
-      : ws_connection(id, std::move(remote)), registry_(std::move(registry)) {}
+      : ws_connection(id, std::move(remote)), registry_(std::move(registry)) {
+    transport_ = true;
+  }
 
   ws_send_result send(std::shared_ptr<const std::string> message) override;
   void close(std::uint16_t code, std::string reason) override;
@@ -247,25 +381,18 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     finish(ws_close::abnormal, false, "server stopped");
   }
 
-  asio::any_io_executor executor() {
-    return ws_.get_executor();
+  /// The connection's strand.
+  const strand_type& executor() const {
+    return strand_;
   }
 
   /// Runs `fn(*this)` on the session's strand: at once when called on an io thread with the
-  /// strand idle, else queued on the strand. The concrete strand type when the socket has
-  /// one (the server's sockets do), which skips the type-erased executor's overhead.
+  /// strand idle, else queued on the strand.
   template <class Fn>
   static void dispatch(std::shared_ptr<ws_session> s, Fn fn) {
-    if (s->strand_) {
-      const auto& strand = *s->strand_;  // a member: alive as long as the lambda holds `s`
-      asio::dispatch(strand, [s = std::move(s), fn = std::move(fn)]() mutable { fn(*s); });
-    } else {
-      auto ex = s->executor();
-      asio::dispatch(ex, [s = std::move(s), fn = std::move(fn)]() mutable { fn(*s); });
-    }
+    const auto& strand = s->strand_;  // a member: alive as long as the lambda holds `s`
+    asio::dispatch(strand, [s = std::move(s), fn = std::move(fn)]() mutable { fn(*s); });
   }
-
-  using strand_type = asio::strand<asio::io_context::executor_type>;
 
  private:
   void on_accept(const error_code& ec);
@@ -290,10 +417,9 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   ws_registry& reg_;
   const std::shared_ptr<ws_handle> handle_;
   ws_handlers handlers_;
-  websocket::stream<tcp::socket> ws_;
-  /// The socket's strand as its concrete type (unset if it is another executor).
-  std::optional<strand_type> strand_;
-  asio::steady_timer close_timer_;
+  const strand_type strand_;
+  websocket::stream<ws_socket> ws_;
+  asio::basic_waitable_timer<steady, asio::wait_traits<steady>, strand_type> close_timer_;
   beast::flat_buffer read_buffer_;
   std::optional<beast::http::request<beast::http::string_body>> request_;
   const std::string request_id_;
@@ -440,15 +566,9 @@ ws_session::ws_session(std::shared_ptr<ws_registry> registry, ws_handoff handoff
       reg_(*registry_),
       handle_(std::make_shared<ws_handle>(handoff.id, std::move(handoff.remote), registry_)),
       handlers_(std::move(handoff.handlers)),
-      ws_(std::move(handoff.socket)),
-      strand_([this]() -> std::optional<strand_type> {
-        const auto ex = ws_.get_executor();
-        if (const auto* strand = ex.target<strand_type>()) {
-          return *strand;
-        }
-        return std::nullopt;
-      }()),
-      close_timer_(ws_.get_executor()),
+      strand_(connection_strand(handoff.socket)),
+      ws_(adopt_socket(handoff.socket, strand_)),
+      close_timer_(strand_),
       request_(std::move(handoff.request)),
       request_id_(std::move(handoff.request_id)),
       path_(std::move(handoff.path)),
@@ -697,6 +817,7 @@ void ws_session::send_close_frame(std::uint16_t code, std::string reason) {
   ws_.set_option(off);
   websocket::close_reason cr(code);
   cr.reason = reason;
+  ws_.next_layer().fin_after_close_frame();
   ws_.async_close(
       cr, continuation{[self = shared_from_this()](const error_code& ec) { self->on_close(ec); }});
 }
@@ -811,7 +932,8 @@ void ws_registry::drop_all() {
 // Batched calls (net/ws_fanout.cpp)
 
 ws_handle* transport_handle(ws_connection* connection) noexcept {
-  return dynamic_cast<ws_handle*>(connection);
+  // Only ws_handle sets the flag (in its constructor).
+  return connection->transport_ ? static_cast<ws_handle*>(connection) : nullptr;
 }
 
 ws_send_result enqueue_message(ws_handle& handle, std::shared_ptr<const std::string> message,
@@ -888,16 +1010,8 @@ void ws_wake_batch::post(group& g) {
     });
   };
   // One task for the chunk, posted to the io_context itself (the strand's inner executor).
-  const auto ex = sessions.front()->executor();
-  const auto* strand = ex.target<ws_session::strand_type>();
-  if (strand == nullptr) {
-    for (auto& s : sessions) {  // not a strand of an io_context: one post per session
-      auto ex = s->executor();
-      asio::post(ex, [wake, s = std::move(s)]() mutable { wake(std::move(s)); });
-    }
-    return;
-  }
-  asio::post(strand->get_inner_executor(), [wake, sessions = std::move(sessions)]() mutable {
+  const auto io = sessions.front()->executor().get_inner_executor();
+  asio::post(io, [wake, sessions = std::move(sessions)]() mutable {
     for (auto& s : sessions) {
       wake(std::move(s));
     }

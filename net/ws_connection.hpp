@@ -14,6 +14,12 @@
 
 namespace si::net {
 
+class ws_connection;
+namespace detail {
+class ws_handle;
+ws_handle* transport_handle(ws_connection* connection) noexcept;
+}  // namespace detail
+
 /// Close codes of RFC 6455 §7.4.1 that the transport sends or reports.
 namespace ws_close {
 inline constexpr std::uint16_t normal = 1000;            ///< normal closure
@@ -90,6 +96,11 @@ class ws_connection {
  private:
   const std::uint64_t id_;
   const std::string remote_addr_;
+  /// Set by the transport's own handle (net/ws_connection.cpp): the batched calls of
+  /// net/ws_fanout.hpp tell it from other implementations without a dynamic_cast.
+  bool transport_ = false;
+  friend class detail::ws_handle;
+  friend detail::ws_handle* detail::transport_handle(ws_connection* connection) noexcept;
 };
 
 using ws_connection_ptr = std::shared_ptr<ws_connection>;

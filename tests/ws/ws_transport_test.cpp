@@ -744,7 +744,7 @@ TEST_CASE("ws: close is clean when the peer answers, dropped at the close timeou
   CHECK(mute.wait_closed());
 
   // A peer that answers the close frame but never closes its socket: the handshake is
-  // complete (clean), the server drops the TCP connection at the close timeout.
+  // complete (clean), and the server closes the TCP connection at once (RFC 6455 7.1.1).
   raw_ws lingering(port);
   reply = lingering.upgrade("/ws");
   REQUIRE(reply);
@@ -760,6 +760,47 @@ TEST_CASE("ws: close is clean when the peer answers, dropped at the close timeou
   CHECK(rec.closed_of(third->id()).code == 1000);
   CHECK(rec.closed_of(third->id()).clean);
   CHECK(lingering.wait_closed());
+}
+
+TEST_CASE("ws: a server close sends the FIN after the close frame and ends at the answer", "[ws]") {
+  // A close timeout far beyond every bounded wait below: nothing here may wait for it.
+  ws_recorder rec;
+  http_side http;
+  auto o = test_options();
+  o.websocket.hook = standard_hook(rec);
+  o.websocket.close_timeout = std::chrono::seconds(60);
+  http_server server(o, http.handler());
+  auto port = server.start();
+
+  raw_ws client(port);
+  auto reply = client.upgrade("/ws");
+  REQUIRE(reply);
+  REQUIRE(reply->status == 101);
+  REQUIRE(rec.wait_opened(1));
+  auto c = rec.opened().at(0);
+  c->send(text("before the close"));
+  c->close(si::net::ws_close::going_away, "server shutting down");
+
+  auto frame = client.read_frame();
+  REQUIRE(frame);
+  CHECK(frame->opcode == 1);
+  CHECK(frame->payload == "before the close");
+  frame = client.read_frame();
+  REQUIRE(frame);
+  REQUIRE(frame->opcode == 8);
+  CHECK(frame->close_code() == 1001);
+  // The end of the stream follows the close frame before we answered: the client can finish
+  // without waiting for the server to read its answer.
+  CHECK(client.wait_closed());
+  CHECK(rec.closed().empty());  // the server still waits for the answer
+
+  // The half-closed connection still carries the answer: the handshake completes, cleanly,
+  // and the server ends the connection then, not at the close timeout.
+  REQUIRE(client.send_frame(8, close_payload(1001)));
+  REQUIRE(rec.wait_closed(1));
+  CHECK(rec.closed_of(c->id()).code == 1001);
+  CHECK(rec.closed_of(c->id()).clean);
+  CHECK(server.stats().ws_timed_out == 0);
 }
 
 TEST_CASE("ws: the HTTP drain completes while WebSockets stay open; stop() drops them",
