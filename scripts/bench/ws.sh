@@ -7,7 +7,8 @@
 #   p99 <= 50 ms at 10k clients, <= 16 KiB RSS per idle connection,
 #   every client closed with 1001 within SHUTDOWN_WS_GRACE_MS + 200 ms of SIGTERM.
 #
-#   scripts/bench/ws.sh [--client native|node] [CLIENTS=10000] [GRACE_MS=500] [ROUNDS=5] [WORKERS]
+#   scripts/bench/ws.sh [--client native|node] [--no-floor] [CLIENTS=10000] [GRACE_MS=500]
+#                       [ROUNDS=5] [WORKERS]
 #
 # --client native (default): tools/ws_bench (`ws-bench`, C++, epoll, WORKERS threads,
 #   default 1): a lean client, so that the figures are the server's; it also prints the
@@ -20,16 +21,31 @@
 # SI_BIN=path/to/stellar-insights skips the server build, WS_BENCH_BIN=path/to/ws-bench the
 # client build (both are built in build/release otherwise). WS_BENCH_OPTS adds ws-bench
 # options (`ws-bench --help`, e.g. "--sched-batch"). KEEP_WORK=1 keeps the work directory
-# (server log, shutdown report, client JSON); WS_BENCH_LOG_LEVEL (default warn) is the
-# server's LOG_LEVEL.
+# (server log, shutdown report, client JSON, floor.json); WS_BENCH_LOG_LEVEL (default warn)
+# is the server's LOG_LEVEL.
+# The floor (--client native only): once the server has exited, tools/ws_floor (`ws-floor`)
+# runs with the same CLIENTS and ROUNDS: what this host does with no framework at all (a
+# forked raw-socket server writing pre-encoded frames from nproc threads, and a client like
+# ws-bench's), a peer measured in the same run. Two more lines at the end: the floor's
+# figures, and the server's as multiples of them (fan-out p99; SIGTERM -> all closed minus
+# GRACE_MS against the floor's close phase). --no-floor (before CLIENTS) or WS_FLOOR=0 skips
+# it; WS_FLOOR_BIN=path/to/ws-floor skips its build (built in build/release otherwise). A
+# failing ws-floor is reported on the floor line (its reason on stderr) and makes the script
+# exit 1, after every other line was printed.
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 
 client=native
-if [ "${1:-}" = "--client" ]; then
+floor="${WS_FLOOR:-1}"
+while [ "${1:-}" = "--client" ] || [ "${1:-}" = "--no-floor" ]; do
+  if [ "$1" = "--no-floor" ]; then
+    floor=0
+    shift
+    continue
+  fi
   client="${2:-}"
   shift 2 || { echo "--client needs native or node" >&2; exit 2; }
-fi
+done
 case "$client" in
   native) default_workers=1 ;;
   node) default_workers=2 ;;
@@ -56,7 +72,9 @@ if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then
 fi
 ulimit -n "$want"
 
-if [ -z "${SI_BIN:-}" ] || { [ "$client" = native ] && [ -z "${WS_BENCH_BIN:-}" ]; }; then
+if [ "$client" != native ]; then floor=0; fi  # the floor is ws-bench's peer
+if [ -z "${SI_BIN:-}" ] || { [ "$client" = native ] && [ -z "${WS_BENCH_BIN:-}" ]; } \
+    || { [ "$floor" != 0 ] && [ -z "${WS_FLOOR_BIN:-}" ]; }; then
   si_install_deps
 fi
 if [ -z "${SI_BIN:-}" ]; then
@@ -70,6 +88,13 @@ if [ "$client" = native ]; then
     WS_BENCH_BIN="$SI_ROOT/build/release/ws-bench"
   fi
   [ -x "$WS_BENCH_BIN" ] || { echo "WS_BENCH_BIN=$WS_BENCH_BIN is not executable" >&2; exit 1; }
+  if [ "$floor" != 0 ] && [ -z "${WS_FLOOR_BIN:-}" ]; then
+    SI_BUILD_TARGET=ws-floor si_build "$SI_ROOT/build/release" Release >/dev/null
+    WS_FLOOR_BIN="$SI_ROOT/build/release/ws-floor"
+  fi
+  if [ "$floor" != 0 ]; then
+    [ -x "$WS_FLOOR_BIN" ] || { echo "WS_FLOOR_BIN=$WS_FLOOR_BIN is not executable" >&2; exit 1; }
+  fi
 elif [ ! -f "$e2e/node_modules/ws/package.json" ]; then
   npm ci --prefix "$e2e" --no-audit --no-fund --loglevel=error >/dev/null
 fi
@@ -136,3 +161,24 @@ echo "closed with 1001:            $(jq .closed_1001 "$r") of $clients"
 echo "SIGTERM -> all closed:       $(ms .sigterm_to_all_closed_ms) ms (target <= $limit ms = grace $grace + 200)"
 echo "ws_hub report:               $hub"
 echo "server exit code:            $code"
+
+# The floor: after the server has exited, so that the two never share the machine.
+[ "$floor" != 0 ] || exit 0
+floor_code=0
+"$WS_FLOOR_BIN" "$clients" "$rounds" >"$dir/floor.json" || floor_code=$?
+if [ "$floor_code" != 0 ]; then
+  echo "floor (raw sockets, same machine, same run): ws-floor failed (exit $floor_code, reason above)"
+  exit 1
+fi
+f="$dir/floor.json"
+fms() { jq "$1 * 10 | round / 10" "$f"; }
+ratio() {  # A / B with one decimal, "-" when either is missing
+  awk -v a="$1" -v b="$2" 'BEGIN { if (a == "null" || b == "null" || b <= 0) print "-";
+    else printf "%.1f\n", a / b }'
+}
+echo "floor (raw sockets, same machine, same run): broadcast p99 $(fms .p99_median_round_ms) ms (median round), sender CPU $(fms .sender_cpu_ms_per_round) ms, client CPU $(fms .client_cpu_ms_per_round) ms per broadcast; close frames + replies + TCP close: all closed $(fms .all_closed_ms) ms after the command"
+fanout=$(ratio "$(jq .p99_median_round_ms "$r")" "$(jq .p99_median_round_ms "$f")")
+server_close=$(jq "if .sigterm_to_all_closed_ms == null then null
+  else .sigterm_to_all_closed_ms - $grace end" "$r")
+closing=$(ratio "$server_close" "$(jq .all_closed_ms "$f")")
+echo "server vs floor:             fan-out p99 ${fanout}x the floor; SIGTERM->all closed minus grace: ${closing}x the floor's close phase"
