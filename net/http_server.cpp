@@ -182,7 +182,7 @@ class http_server_core {
 
  private:
   void do_accept();  // acceptor_mutex_ held
-  void on_accept(const error_code& ec, tcp::socket socket);
+  void on_accept_ready(const error_code& ec);
   void start_connection(tcp::socket socket);
   std::vector<std::shared_ptr<session>> snapshot();
 
@@ -1375,6 +1375,7 @@ std::uint16_t http_server_core::start() {
     acceptor_.set_option(asio::socket_base::reuse_address(true));
     acceptor_.bind(endpoint);
     acceptor_.listen(asio::socket_base::max_listen_connections);
+    acceptor_.non_blocking(true);  // on_accept_ready and close_acceptor accept until EAGAIN
     port_ = acceptor_.local_endpoint().port();
     accepting_ = true;
     do_accept();
@@ -1403,20 +1404,34 @@ std::uint16_t http_server_core::start() {
 }
 
 void http_server_core::do_accept() {
-  acceptor_.async_accept(
-      asio::make_strand(io_context_),
-      [this](const error_code& ec, tcp::socket socket) { on_accept(ec, std::move(socket)); });
+  acceptor_.async_wait(tcp::acceptor::wait_read,
+                       [this](const error_code& ec) { on_accept_ready(ec); });
 }
 
-void http_server_core::on_accept(const error_code& ec, tcp::socket socket) {
-  if (!ec) {
-    start_connection(std::move(socket));
-  }
+void http_server_core::on_accept_ready(const error_code& ready_ec) {
+  // The accept and the registration happen under acceptor_mutex_, as close_acceptor's
+  // backlog sweep does: every connection the kernel handed over is either registered here
+  // before close_acceptor runs, or still in the backlog for its sweep. (With async_accept
+  // the socket was accepted on an io thread and registered later by the handler: a handler
+  // that ran after close_acceptor and begin_drain found the gate closed and closed a
+  // connection whose request had been sent before the drain: a request lost.)
   std::lock_guard lock(acceptor_mutex_);
-  if (!acceptor_.is_open() || ec == asio::error::operation_aborted) {
+  if (!acceptor_.is_open() || ready_ec == asio::error::operation_aborted) {
     return;
   }
-  if (ec) {
+  error_code ec = ready_ec;
+  // A bounded batch per wake-up: the lock is not held for a whole flood of connections.
+  constexpr int accept_batch = 16;
+  for (int i = 0; !ec && i < accept_batch; ++i) {
+    tcp::socket socket(asio::make_strand(io_context_));
+    acceptor_.accept(socket, ec);  // non-blocking (set in start)
+    if (!ec) {
+      start_connection(std::move(socket));
+    } else if (ec == asio::error::connection_aborted) {
+      ec = {};  // the client gave up before it was accepted: the next one
+    }
+  }
+  if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
     // E.g. EMFILE: retry shortly instead of spinning on the same error.
     log_->warn("accept failed: {}; retrying in 100 ms", ec.message());
     accept_retry_.expires_after(std::chrono::milliseconds(100));
@@ -1434,7 +1449,7 @@ void http_server_core::on_accept(const error_code& ec, tcp::socket socket) {
 void http_server_core::start_connection(tcp::socket socket) {
   auto hold = connections_.enter();
   if (!hold) {
-    // Accepted after begin_drain (an accept that raced close_acceptor): not served.
+    // Accepted after begin_drain (begin_drain without close_acceptor first): not served.
     error_code ignored;
     socket.shutdown(tcp::socket::shutdown_both, ignored);
     socket.close(ignored);
