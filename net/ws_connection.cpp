@@ -299,10 +299,11 @@ class ws_session;
 /// What a ws_connection_ptr points to: the thread-safe half of a connection. It holds the
 /// outgoing queue and the close request under a mutex; the session (the io half, on the
 /// strand) drains the queue. It never owns the session, so it may outlive the server.
-class ws_handle final : public ws_connection {
+class ws_handle final : public ws_connection, public std::enable_shared_from_this<ws_handle> {
  public:
-  ws_handle(std::uint64_t id, std::string remote, std::shared_ptr<ws_registry> registry)
-      : ws_connection(id, std::move(remote)), registry_(std::move(registry)) {
+  ws_handle(std::uint64_t id, std::string remote, std::shared_ptr<ws_registry> registry,
+            asio::io_context::executor_type io)
+      : ws_connection(id, std::move(remote)), registry_(std::move(registry)), io_(io) {
     transport_ = true;
   }
 
@@ -326,7 +327,8 @@ class ws_handle final : public ws_connection {
   bool post_to_session(Fn fn);
 
   const std::shared_ptr<ws_registry> registry_;
-  std::weak_ptr<ws_session> session_;  // set once, before the handle is shared
+  const asio::io_context::executor_type io_;  ///< the server's io_context (ws_wake_batch)
+  std::weak_ptr<ws_session> session_;         // set once, before the handle is shared
 
   // Guarded by mutex_ (the session reads and updates them on its strand).
   mutable std::mutex mutex_;
@@ -415,9 +417,9 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
 
   const std::shared_ptr<ws_registry> registry_;
   ws_registry& reg_;
+  const strand_type strand_;
   const std::shared_ptr<ws_handle> handle_;
   ws_handlers handlers_;
-  const strand_type strand_;
   websocket::stream<ws_socket> ws_;
   asio::basic_waitable_timer<steady, asio::wait_traits<steady>, strand_type> close_timer_;
   beast::flat_buffer read_buffer_;
@@ -564,9 +566,10 @@ bool ws_handle::is_open() const {
 ws_session::ws_session(std::shared_ptr<ws_registry> registry, ws_handoff handoff)
     : registry_(std::move(registry)),
       reg_(*registry_),
-      handle_(std::make_shared<ws_handle>(handoff.id, std::move(handoff.remote), registry_)),
-      handlers_(std::move(handoff.handlers)),
       strand_(connection_strand(handoff.socket)),
+      handle_(std::make_shared<ws_handle>(handoff.id, std::move(handoff.remote), registry_,
+                                          strand_.get_inner_executor())),
+      handlers_(std::move(handoff.handlers)),
       ws_(adopt_socket(handoff.socket, strand_)),
       close_timer_(strand_),
       request_(std::move(handoff.request)),
@@ -954,16 +957,12 @@ ws_wake_batch::~ws_wake_batch() {
   } catch (const std::exception& e) {
     // Only an allocation can fail here; the sessions not woken end at their timeouts.
     for (auto& g : groups_) {
-      g.registry->log_->error("websocket batch: {} wake-ups lost: {}", g.sessions.size(), e.what());
+      g.registry->log_->error("websocket batch: {} wake-ups lost: {}", g.handles.size(), e.what());
     }
   }
 }
 
-bool ws_wake_batch::add(ws_handle& handle) {
-  auto s = handle.session_.lock();
-  if (!s) {
-    return false;
-  }
+void ws_wake_batch::add(ws_handle& handle) {
   group* g = nullptr;
   for (auto& x : groups_) {
     if (x.registry == handle.registry_) {
@@ -973,47 +972,47 @@ bool ws_wake_batch::add(ws_handle& handle) {
   }
   if (g == nullptr) {
     g = &groups_.emplace_back(group{handle.registry_, {}});
-    g->sessions.reserve(chunk_);
+    g->handles.reserve(chunk_);
   }
-  g->sessions.push_back(std::move(s));
-  if (g->sessions.size() >= chunk_) {
+  g->handles.push_back(handle.shared_from_this());
+  if (g->handles.size() >= chunk_) {
     post(*g);  // at once: the io threads start writing while the caller goes on
   }
-  return true;
 }
 
 void ws_wake_batch::flush() {
   for (auto& g : groups_) {
-    if (!g.sessions.empty()) {
+    if (!g.handles.empty()) {
       post(g);
     }
   }
 }
 
 void ws_wake_batch::post(group& g) {
-  std::vector<std::shared_ptr<ws_session>> sessions;
-  sessions.swap(g.sessions);
-  g.sessions.reserve(chunk_);
+  std::vector<std::shared_ptr<ws_handle>> handles;
+  handles.swap(g.handles);
+  g.handles.reserve(chunk_);
   // The shared lock as in post_to_session: a post made under it reaches a live io_context.
   std::shared_lock lock(g.registry->life_mutex_);
   if (!g.registry->alive_) {
     return;  // the server stopped: stop() drops every session
   }
-  const auto st = step_;
-  auto wake = [st](std::shared_ptr<ws_session> s) {
-    ws_session::dispatch(std::move(s), [st](ws_session& session) {
-      if (st == step::kick) {
-        session.on_kick();
-      } else {
-        session.on_close_requested();
+  // One task for the chunk, posted to the io_context itself (the strands' inner executor).
+  const auto io = handles.front()->io_;
+  asio::post(io, [st = step_, handles = std::move(handles)]() {
+    for (const auto& h : handles) {
+      // The session is locked here, on the io thread that runs it, not by the caller.
+      auto s = h->session_.lock();
+      if (!s) {
+        continue;  // ended meanwhile: its handle is closed, what was queued is discarded
       }
-    });
-  };
-  // One task for the chunk, posted to the io_context itself (the strand's inner executor).
-  const auto io = sessions.front()->executor().get_inner_executor();
-  asio::post(io, [wake, sessions = std::move(sessions)]() mutable {
-    for (auto& s : sessions) {
-      wake(std::move(s));
+      ws_session::dispatch(std::move(s), [st](ws_session& session) {
+        if (st == step::kick) {
+          session.on_kick();
+        } else {
+          session.on_close_requested();
+        }
+      });
     }
   });
 }

@@ -36,8 +36,8 @@ ws_fanout_result ws_fanout(std::span<ws_connection* const> connections,
     if (auto* h = detail::transport_handle(c)) {
       bool idle = false;
       r = detail::enqueue_message(*h, message, idle);
-      if (r == ws_send_result::queued && idle && !wake.add(*h)) {
-        r = ws_send_result::closed;  // as send(): the session is gone
+      if (r == ws_send_result::queued && idle) {
+        wake.add(*h);
       }
     } else {
       r = c->send(message);

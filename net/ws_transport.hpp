@@ -110,11 +110,12 @@ ws_send_result enqueue_message(ws_handle& handle, std::shared_ptr<const std::str
 /// started the closing; the caller must then add the handle to a ws_wake_batch (step close).
 bool mark_closing(ws_handle& handle, std::uint16_t code, std::string reason);
 
-/// Wakes many sessions with few posts. add() takes the session's strong reference at once;
-/// each `chunk` sessions of one server become one task posted onto that server's
-/// io_context, which runs every session's step on the session's strand (inline when the
-/// strand is idle: the io thread is already running). flush() (and the destructor) posts
-/// what is left. One batch per calling thread; not thread-safe itself.
+/// Wakes many sessions with few posts. add() keeps the handle (not the session: the caller's
+/// thread then touches nothing of the session, whose state the io thread owns); each `chunk`
+/// handles of one server become one task posted onto that server's io_context, which runs
+/// every live session's step on the session's strand (inline when the strand is idle: the
+/// io thread is already running). flush() (and the destructor) posts what is left. One
+/// batch per calling thread; not thread-safe itself.
 class ws_wake_batch {
  public:
   enum class step : std::uint8_t { kick, close };
@@ -123,16 +124,16 @@ class ws_wake_batch {
   ws_wake_batch(const ws_wake_batch&) = delete;
   ws_wake_batch& operator=(const ws_wake_batch&) = delete;
 
-  /// Queues the wake-up of `handle`'s session; false when the session is already gone
-  /// (nothing of it will be written).
-  bool add(ws_handle& handle);
+  /// Queues the wake-up of `handle`'s session (a session that ended meanwhile is skipped:
+  /// its handle is closed, so what was queued is discarded).
+  void add(ws_handle& handle);
   /// Posts every wake-up still held.
   void flush();
 
  private:
   struct group {
     std::shared_ptr<ws_registry> registry;
-    std::vector<std::shared_ptr<ws_session>> sessions;
+    std::vector<std::shared_ptr<ws_handle>> handles;
   };
   void post(group& g);
 
