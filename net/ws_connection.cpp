@@ -250,7 +250,7 @@ class ws_socket : public asio::basic_stream_socket<tcp, strand_type> {
 /// (an exact match for ws_socket beats Beast's template for any basic_stream_socket).
 /// Beast's server teardown shuts the sending side down, then reads until the client's FIN
 /// and only then closes: a system call, a wake-up and a round trip per connection more. RFC
-/// 6455 (7.1.1) has the server close the TCP connection at once once both close frames are
+/// 6455 (7.1.1) has the server close the TCP connection as soon as both close frames are
 /// exchanged; close() still sends everything written before it, then the FIN.
 void teardown(beast::role_type, ws_socket& socket, error_code& ec) {
   socket.close(ec);
