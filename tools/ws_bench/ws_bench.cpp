@@ -15,6 +15,7 @@
 /// plus its own (client, threads, CPU times, close-frame times). Exit 1 when the bench could
 /// not complete (the reason on stderr), 2 for bad arguments.
 
+#include "tools/ws_bench/bench_util.hpp"
 #include "tools/ws_bench/ws_wire.hpp"
 
 #include <arpa/inet.h>
@@ -38,19 +39,14 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <csignal>
-#include <cstdio>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <deque>
 #include <fstream>
-#include <functional>
-#include <iostream>
 #include <limits>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -61,26 +57,6 @@
 
 namespace si::wsbench {
 namespace {
-
-constexpr double nan = std::numeric_limits<double>::quiet_NaN();
-
-/// CLOCK_MONOTONIC in milliseconds.
-double now_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
-}
-
-/// This process's CPU time (all threads) in milliseconds.
-double self_cpu_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
-}
-
-struct usage_error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 struct options {
   std::string host = "127.0.0.1";
@@ -128,42 +104,23 @@ options (defaults in brackets):
                            when client and server share the cores)
 )";
 
-unsigned parse_unsigned(std::string_view name, std::string_view text, unsigned low, unsigned high) {
-  unsigned value = 0;
-  const auto* end = text.data() + text.size();
-  auto r = std::from_chars(text.data(), end, value);
-  if (text.empty() || r.ec != std::errc{} || r.ptr != end || value < low || value > high) {
-    throw usage_error(std::string(name) + " must be an integer in " + std::to_string(low) + ".."
-                      + std::to_string(high) + ", not '" + std::string(text) + "'");
-  }
-  return value;
-}
-
 options parse_options(int argc, char** argv) {
   options o;
-  std::vector<std::string_view> positional;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::cout << usage_text;
-      std::exit(0);
-    }
-    if (a.substr(0, 2) != "--") {
-      positional.push_back(a);
-      continue;
-    }
+  // The flags, then the text options; any other option without a value is reported as such
+  // before it is looked up.
+  auto other = [&](std::string_view a, int& i) {
     if (a == "--no-sigterm") {
       o.sigterm = false;
-      continue;
+      return true;
     }
     if (a == "--sched-batch") {
       o.sched_batch = true;
-      continue;
+      return true;
     }
     if (i + 1 >= argc) {
       throw usage_error(std::string(a) + " needs a value");
     }
-    std::string_view v = argv[++i];
+    const std::string_view v = argv[i + 1];
     if (a == "--host") {
       in_addr probe{};
       if (inet_pton(AF_INET, std::string(v).c_str(), &probe) != 1) {
@@ -180,24 +137,22 @@ options parse_options(int argc, char** argv) {
         throw usage_error("--path must start with '/'");
       }
       o.path = v;
-    } else if (a == "--connect-inflight") {
-      o.connect_inflight = parse_unsigned(a, v, 1, 65'536);
-    } else if (a == "--connect-timeout-s") {
-      o.connect_timeout_s = parse_unsigned(a, v, 1, 3'600);
-    } else if (a == "--round-timeout-s") {
-      o.round_timeout_s = parse_unsigned(a, v, 1, 3'600);
-    } else if (a == "--close-timeout-s") {
-      o.close_timeout_s = parse_unsigned(a, v, 1, 3'600);
-    } else if (a == "--settle-ms") {
-      o.settle_ms = parse_unsigned(a, v, 0, 600'000);
-    } else if (a == "--round-gap-ms") {
-      o.round_gap_ms = parse_unsigned(a, v, 0, 600'000);
-    } else if (a == "--http-timeout-s") {
-      o.http_timeout_s = parse_unsigned(a, v, 1, 3'600);
     } else {
-      throw usage_error("unknown option " + std::string(a));
+      return false;
     }
-  }
+    ++i;
+    return true;
+  };
+  const auto positional =
+      parse_command_line(argc, argv, usage_text,
+                         {{"--connect-inflight", &o.connect_inflight, 1, 65'536},
+                          {"--connect-timeout-s", &o.connect_timeout_s, 1, 3'600},
+                          {"--round-timeout-s", &o.round_timeout_s, 1, 3'600},
+                          {"--close-timeout-s", &o.close_timeout_s, 1, 3'600},
+                          {"--settle-ms", &o.settle_ms, 0, 600'000},
+                          {"--round-gap-ms", &o.round_gap_ms, 0, 600'000},
+                          {"--http-timeout-s", &o.http_timeout_s, 1, 3'600}},
+                         other);
   if (positional.size() < 5 || positional.size() > 6) {
     throw usage_error("expected PORT SERVER_PID CLIENTS GRACE_MS ROUNDS [THREADS]");
   }
@@ -364,7 +319,7 @@ http_answer http_request(const options& o, std::string_view method, std::string_
 // ---------------------------------------------------------------------------------------
 // What the client threads record and the coordinator reads.
 
-struct results {
+struct results : progress {
   explicit results(const options& o)
       : delivered_at(o.rounds, std::vector<double>(o.clients, nan)),
         shutdown_at(o.clients, nan),
@@ -387,45 +342,10 @@ struct results {
   std::atomic<std::uint64_t> duplicates{0};
   std::atomic<std::uint64_t> other_messages{0};
 
-  // Per-thread phase completions, under mutex; cv wakes the coordinator.
-  std::mutex mutex;
-  std::condition_variable cv;
+  // Per-thread phase completions, under progress::mutex.
   unsigned threads_ready = 0;
   std::vector<unsigned> rounds_done;
   unsigned threads_closed = 0;
-  std::string error;  ///< first fatal error of any thread
-
-  void report(const std::function<void()>& update) {
-    {
-      std::lock_guard lock(mutex);
-      update();
-    }
-    cv.notify_all();
-  }
-
-  void fail(std::string why) {
-    report([&] {
-      if (error.empty()) {
-        error = std::move(why);
-      }
-    });
-  }
-
-  /// Waits until `done()` (checked under the mutex) or an error or `seconds`; throws with
-  /// `what` on timeout or error.
-  void wait(unsigned seconds, const std::function<bool()>& done,
-            const std::function<std::string()>& what) {
-    std::unique_lock lock(mutex);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    while (!done() && error.empty()) {
-      if (cv.wait_until(lock, deadline) == std::cv_status::timeout && !done()) {
-        throw std::runtime_error("timed out after " + std::to_string(seconds) + " s: " + what());
-      }
-    }
-    if (!error.empty()) {
-      throw std::runtime_error(error);
-    }
-  }
 };
 
 // ---------------------------------------------------------------------------------------
@@ -606,10 +526,7 @@ class client_thread {
       return;
     }
     if (c.ph == phase::connecting) {
-      int err = 0;
-      socklen_t len = sizeof err;
-      getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
-      if (err != 0) {
+      if (const int err = connect_error(c.fd); err != 0) {
         throw std::runtime_error("connect to " + o_.host + ":" + std::to_string(o_.port) + ": "
                                  + std::strerror(err));
       }
@@ -891,16 +808,6 @@ class client_thread {
 // ---------------------------------------------------------------------------------------
 // The coordinator
 
-/// As tests/ws_e2e/lib.mjs: the value at rank ceil(p/100 * n) of the sorted values.
-double percentile(const std::vector<double>& sorted, double p) {
-  if (sorted.empty()) {
-    return nan;
-  }
-  const auto rank = static_cast<long>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
-  const auto at = std::clamp(rank - 1, 0L, static_cast<long>(sorted.size()) - 1);
-  return sorted[static_cast<std::size_t>(at)];
-}
-
 double sample(const std::string& metrics, const std::string& name) {
   std::istringstream in(metrics);
   std::string line;
@@ -912,32 +819,22 @@ double sample(const std::string& metrics, const std::string& name) {
   return nan;
 }
 
-void raise_fd_limit(unsigned clients) {
-  rlimit rl{};
-  getrlimit(RLIMIT_NOFILE, &rl);
-  const rlim_t want = static_cast<rlim_t>(clients) + 64;
-  if (rl.rlim_cur >= want) {
-    return;
-  }
-  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
-    throw std::runtime_error("ulimit -Hn is " + std::to_string(rl.rlim_max) + ": "
-                             + std::to_string(clients) + " clients need " + std::to_string(want));
-  }
-  rl.rlim_cur = want;
-  if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
-    throw std::runtime_error(std::string("setrlimit(RLIMIT_NOFILE): ") + std::strerror(errno));
-  }
-}
-
 nlohmann::json run(const options& o) {
-  raise_fd_limit(o.clients);
+  if (const auto l = raise_fd_limit(o.clients); l.error != 0) {
+    if (l.hard != RLIM_INFINITY && l.hard < l.want) {
+      throw std::runtime_error("ulimit -Hn is " + std::to_string(l.hard) + ": "
+                               + std::to_string(o.clients) + " clients need "
+                               + std::to_string(l.want));
+    }
+    throw std::runtime_error(std::string("setrlimit(RLIMIT_NOFILE): ") + std::strerror(l.error));
+  }
   results r(o);
   const long rss_before = rss_kib(o.pid);
   const double t0 = now_ms();
 
   std::vector<std::unique_ptr<client_thread>> workers;
   for (unsigned t = 0, first = 0; t < o.threads; ++t) {
-    const unsigned share = o.clients / o.threads + (t < o.clients % o.threads ? 1 : 0);
+    const unsigned share = share_of(o.clients, o.threads, t);
     workers.push_back(
         std::make_unique<client_thread>(o, r, first, share, o.connect_inflight / o.threads));
     first += share;
@@ -971,7 +868,7 @@ nlohmann::json run(const options& o) {
   double client_cpu_rounds = 0;
   for (unsigned round = 0; round < o.rounds; ++round) {
     const double server_cpu0 = process_cpu_ms(o.pid);
-    const double client_cpu0 = self_cpu_ms();
+    const double client_cpu0 = cpu_ms();
     const double start = now_ms();
     auto a = http_request(
         o, "POST", "/api/v1/test/broadcast",
@@ -994,13 +891,8 @@ nlohmann::json run(const options& o) {
                  + ")";
         });
     server_cpu_rounds += process_cpu_ms(o.pid) - server_cpu0;
-    client_cpu_rounds += self_cpu_ms() - client_cpu0;
-    std::vector<double> lat;
-    lat.reserve(o.clients);
-    for (double t : r.delivered_at[round]) {
-      lat.push_back(t - start);
-    }
-    std::sort(lat.begin(), lat.end());
+    client_cpu_rounds += cpu_ms() - client_cpu0;
+    const auto lat = sorted_since(r.delivered_at[round], start);
     p99s.push_back(percentile(lat, 99));
     rounds.push_back({{"queued", queued},
                       {"queued_ms", queued_ms},
@@ -1042,7 +934,7 @@ nlohmann::json run(const options& o) {
   }
 
   const double server_cpu0 = process_cpu_ms(o.pid);
-  const double client_cpu0 = self_cpu_ms();
+  const double client_cpu0 = cpu_ms();
   r.sigterm_sent.store(true);
   const double term = now_ms();
   if (::kill(o.pid, SIGTERM) != 0) {
@@ -1059,26 +951,12 @@ nlohmann::json run(const options& o) {
         return std::to_string(closed) + " of " + std::to_string(o.clients)
                + " connections ended after SIGTERM";
       });
-  const double client_cpu_shutdown = self_cpu_ms() - client_cpu0;
+  const double client_cpu_shutdown = cpu_ms() - client_cpu0;
   const double server_cpu_shutdown = process_cpu_ms(o.pid) - server_cpu0;  // NaN once it exited
 
-  auto minmax = [&](const std::vector<double>& v) {
-    double lo = nan;
-    double hi = nan;
-    std::size_t n = 0;
-    for (double t : v) {
-      if (std::isnan(t)) {
-        continue;
-      }
-      ++n;
-      lo = std::isnan(lo) ? t - term : std::min(lo, t - term);
-      hi = std::isnan(hi) ? t - term : std::max(hi, t - term);
-    }
-    return std::tuple{lo, hi, n};
-  };
-  auto [first_shutdown, last_shutdown, notified] = minmax(r.shutdown_at);
-  auto [first_close_frame, last_close_frame, close_frames] = minmax(r.close_frame_at);
-  auto [first_closed, last_closed, closed] = minmax(r.closed_at);
+  auto [first_shutdown, last_shutdown, notified] = spread_since(r.shutdown_at, term);
+  auto [first_close_frame, last_close_frame, close_frames] = spread_since(r.close_frame_at, term);
+  auto [first_closed, last_closed, closed] = spread_since(r.closed_at, term);
   double gap_min = nan;
   double frame_gap_min = nan;
   for (unsigned i = 0; i < o.clients; ++i) {
@@ -1114,19 +992,6 @@ nlohmann::json run(const options& o) {
 }  // namespace si::wsbench
 
 int main(int argc, char** argv) {
-  std::signal(SIGPIPE, SIG_IGN);
-  si::wsbench::options o;
-  try {
-    o = si::wsbench::parse_options(argc, argv);
-  } catch (const si::wsbench::usage_error& e) {
-    std::cerr << "ws-bench: " << e.what() << "\n" << si::wsbench::usage_text;
-    return 2;
-  }
-  try {
-    std::cout << si::wsbench::run(o).dump() << std::endl;
-    return 0;
-  } catch (const std::exception& e) {
-    std::cerr << "ws-bench: " << e.what() << "\n";
-    return 1;
-  }
+  using namespace si::wsbench;
+  return run_main("ws-bench", usage_text, argc, argv, parse_options, run);
 }

@@ -22,6 +22,7 @@
 /// the server's FIN, which arrives right behind the close frame). One JSON object on stdout; exit 1
 /// when it could not complete (the reason on stderr), 2 for bad arguments.
 
+#include "tools/ws_bench/bench_util.hpp"
 #include "tools/ws_bench/ws_wire.hpp"
 
 #include <netinet/in.h>
@@ -29,7 +30,6 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -40,42 +40,26 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <csignal>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
-#include <ctime>
-#include <functional>
 #include <iostream>
-#include <limits>
 #include <memory>
 #include <mutex>
 #include <random>
 #include <string>
 #include <string_view>
 #include <thread>
-#include <tuple>
 #include <vector>
 
 namespace si::wsfloor {
 namespace {
 
-using namespace si::wsbench;  // opcode, append_frame, close_payload, decode_frame
+using namespace si::wsbench;  // ws_wire.hpp and bench_util.hpp
 
-double clock_ms(clockid_t id) {
-  timespec ts{};
-  clock_gettime(id, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
-}
-double now_ms() {
-  return clock_ms(CLOCK_MONOTONIC);
-}
-double cpu_ms() {  // this process, all its threads
-  return clock_ms(CLOCK_PROCESS_CPUTIME_ID);
-}
 int ms_until(double deadline) {
   return static_cast<int>(std::max(0.0, deadline - now_ms()));
 }
@@ -85,10 +69,6 @@ int ms_until(double deadline) {
 [[noreturn]] void fail_errno(const std::string& what) {
   fail(what + ": " + std::strerror(errno));
 }
-
-struct usage_error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 struct options {
   unsigned clients = 0;
@@ -116,49 +96,17 @@ options (defaults in brackets):
   --timeout-s N            bound of every wait (connecting, one round, closing) [60]
 )";
 
-unsigned parse_unsigned(std::string_view name, std::string_view text, unsigned low, unsigned high) {
-  unsigned value = 0;
-  const auto* end = text.data() + text.size();
-  auto r = std::from_chars(text.data(), end, value);
-  if (text.empty() || r.ec != std::errc{} || r.ptr != end || value < low || value > high) {
-    throw usage_error(std::string(name) + " must be an integer in " + std::to_string(low) + ".."
-                      + std::to_string(high) + ", not '" + std::string(text) + "'");
-  }
-  return value;
-}
-
 options parse_options(int argc, char** argv) {
   options o;
-  const std::vector<std::tuple<std::string_view, unsigned*, unsigned, unsigned>> named = {
-      {"--senders", &o.senders, 1, 256},
-      {"--frame-bytes", &o.frame_bytes, 1, 8192},
-      {"--client-threads", &o.client_threads, 1, 64},
-      {"--connect-inflight", &o.connect_inflight, 1, 65'536},
-      {"--settle-ms", &o.settle_ms, 0, 600'000},
-      {"--round-gap-ms", &o.round_gap_ms, 0, 600'000},
-      {"--timeout-s", &o.timeout_s, 1, 3'600}};
-  std::vector<std::string_view> positional;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::cout << usage_text;
-      std::exit(0);
-    }
-    if (a.substr(0, 2) != "--") {
-      positional.push_back(a);
-      continue;
-    }
-    auto opt = std::find_if(named.begin(), named.end(),
-                            [&](const auto& n) { return std::get<0>(n) == a; });
-    if (opt == named.end()) {
-      throw usage_error("unknown option " + std::string(a));
-    }
-    if (i + 1 >= argc) {
-      throw usage_error(std::string(a) + " needs a value");
-    }
-    auto [name, field, low, high] = *opt;
-    *field = parse_unsigned(name, argv[++i], low, high);
-  }
+  const auto positional =
+      parse_command_line(argc, argv, usage_text,
+                         {{"--senders", &o.senders, 1, 256},
+                          {"--frame-bytes", &o.frame_bytes, 1, 8192},
+                          {"--client-threads", &o.client_threads, 1, 64},
+                          {"--connect-inflight", &o.connect_inflight, 1, 65'536},
+                          {"--settle-ms", &o.settle_ms, 0, 600'000},
+                          {"--round-gap-ms", &o.round_gap_ms, 0, 600'000},
+                          {"--timeout-s", &o.timeout_s, 1, 3'600}});
   if (positional.size() != 2) {
     throw usage_error("expected CLIENTS ROUNDS");
   }
@@ -347,9 +295,7 @@ class raw_server {
 // ---------------------------------------------------------------------------------------
 // The parent: client threads, and the coordinator that talks to the raw server.
 
-constexpr double nan = std::numeric_limits<double>::quiet_NaN();
-
-struct shared {
+struct shared : progress {
   explicit shared(const options& o)
       : arrived(o.rounds, std::vector<double>(o.clients, nan)),
         close_frame_at(o.clients, nan),
@@ -363,32 +309,10 @@ struct shared {
   std::atomic<bool> closing{false};  ///< before it, a close frame or an end is an error
   std::atomic<bool> stop{false};
 
-  std::mutex mutex;  // per-thread completions
-  std::condition_variable cv;
+  // Per-thread completions, under progress::mutex.
   unsigned connected = 0;
   std::vector<unsigned> rounds_done;
   unsigned closed = 0;
-  std::string error;
-
-  void report(const std::function<void()>& update) {
-    {
-      std::lock_guard lock(mutex);
-      update();
-    }
-    cv.notify_all();
-  }
-
-  /// Waits until `done()` (under the mutex), an error or `seconds`.
-  void wait(unsigned seconds, const std::function<bool()>& done, const std::string& what) {
-    std::unique_lock lock(mutex);
-    if (!cv.wait_for(lock, std::chrono::seconds(seconds),
-                     [&] { return done() || !error.empty(); })) {
-      fail("timed out after " + std::to_string(seconds) + " s: " + what);
-    }
-    if (!error.empty()) {
-      fail(error);
-    }
-  }
 };
 
 class client_thread {
@@ -422,7 +346,7 @@ class client_thread {
         }
       }
     } catch (const std::exception& e) {
-      s_.report([&] { s_.error = s_.error.empty() ? e.what() : s_.error; });
+      s_.fail(e.what());
     }
   }
 
@@ -472,10 +396,7 @@ class client_thread {
       return;  // ended
     }
     if (!c.connected) {
-      int err = 0;
-      socklen_t len = sizeof err;
-      getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
-      if (err != 0) {
+      if (const int err = connect_error(c.fd); err != 0) {
         fail(std::string("connect: ") + std::strerror(err));
       }
       c.connected = true;
@@ -567,13 +488,6 @@ class client_thread {
   char buffer_[65536];
 };
 
-/// As ws-bench: the value at rank ceil(p/100 * n) of the sorted values.
-double percentile(const std::vector<double>& sorted, double p) {
-  const auto rank = static_cast<long>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
-  return sorted[static_cast<std::size_t>(
-      std::clamp(rank - 1, 0L, static_cast<long>(sorted.size()) - 1))];
-}
-
 /// Reads the raw server's next line, which must start with `word`; the number after it.
 double expect(int ctl, const std::string& word, unsigned timeout_s) {
   std::string line;
@@ -603,7 +517,7 @@ nlohmann::json run_client(const options& o, int ctl, pid_t child, sockaddr_in ad
   shared s(o);
   std::vector<std::unique_ptr<client_thread>> workers;
   for (unsigned t = 0, first = 0; t < o.client_threads; ++t) {
-    const unsigned n = o.clients / o.client_threads + (t < o.clients % o.client_threads ? 1 : 0);
+    const unsigned n = share_of(o.clients, o.client_threads, t);
     workers.push_back(std::make_unique<client_thread>(o, s, addr, first, n));
     first += n;
   }
@@ -637,11 +551,7 @@ nlohmann::json run_client(const options& o, int ctl, pid_t child, sockaddr_in ad
         "broadcast " + std::to_string(round + 1) + " did not reach every client");
     client_cpu += cpu_ms() - cpu0;
     sender_cpu += expect(ctl, "broadcast", o.timeout_s);
-    std::vector<double> lat;
-    for (double t : s.arrived[round]) {
-      lat.push_back(t - start);
-    }
-    std::sort(lat.begin(), lat.end());
+    const auto lat = sorted_since(s.arrived[round], start);
     p99s.push_back(percentile(lat, 99));
     rounds.push_back({{"p50", percentile(lat, 50)}, {"p99", p99s.back()}, {"max", lat.back()}});
     std::this_thread::sleep_for(std::chrono::milliseconds(o.round_gap_ms));
@@ -667,7 +577,6 @@ nlohmann::json run_client(const options& o, int ctl, pid_t child, sockaddr_in ad
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     fail("the raw server failed (wait status " + std::to_string(status) + ")");
   }
-  auto last = [&](const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); };
   return {{"clients", o.clients},
           {"senders", o.senders},
           {"frame_bytes", o.frame_bytes},
@@ -677,23 +586,18 @@ nlohmann::json run_client(const options& o, int ctl, pid_t child, sockaddr_in ad
           {"p99_median_round_ms", p99s[p99s.size() / 2]},
           {"sender_cpu_ms_per_round", sender_cpu / o.rounds},
           {"client_cpu_ms_per_round", client_cpu / o.rounds},
-          {"close_frames_last_ms", last(s.close_frame_at) - start},
-          {"all_closed_ms", last(s.closed_at) - start},
+          {"close_frames_last_ms", spread_since(s.close_frame_at, start).last},
+          {"all_closed_ms", spread_since(s.closed_at, start).last},
           {"sender_close_cpu_ms", sender_close_cpu},
           {"client_close_cpu_ms", client_close_cpu}};
 }
 
 /// Binds the port, forks the raw server and runs the client against it.
 nlohmann::json run(const options& o) {
-  rlimit rl{};
-  getrlimit(RLIMIT_NOFILE, &rl);
-  const rlim_t want = rlim_t{o.clients} + 64;  // each process holds one end of every connection
-  if (rl.rlim_cur < want) {
-    rl.rlim_cur = want;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
-      fail_errno("raising the fd limit to " + std::to_string(want) + " (ulimit -Hn is "
-                 + std::to_string(rl.rlim_max) + ")");
-    }
+  // Each process holds one end of every connection.
+  if (const auto l = raise_fd_limit(o.clients); l.error != 0) {
+    fail("raising the fd limit to " + std::to_string(l.want) + " (ulimit -Hn is "
+         + std::to_string(l.hard) + "): " + std::strerror(l.error));
   }
   const int listen_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
@@ -743,19 +647,6 @@ nlohmann::json run(const options& o) {
 }  // namespace si::wsfloor
 
 int main(int argc, char** argv) {
-  std::signal(SIGPIPE, SIG_IGN);
-  si::wsfloor::options o;
-  try {
-    o = si::wsfloor::parse_options(argc, argv);
-  } catch (const si::wsfloor::usage_error& e) {
-    std::cerr << "ws-floor: " << e.what() << "\n" << si::wsfloor::usage_text;
-    return 2;
-  }
-  try {
-    std::cout << si::wsfloor::run(o).dump() << std::endl;
-    return 0;
-  } catch (const std::exception& e) {
-    std::cerr << "ws-floor: " << e.what() << "\n";
-    return 1;
-  }
+  using namespace si::wsfloor;
+  return si::wsbench::run_main("ws-floor", usage_text, argc, argv, parse_options, run);
 }
