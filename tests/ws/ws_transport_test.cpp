@@ -137,6 +137,15 @@ std::string close_payload(std::uint16_t code) {
   return {static_cast<char>(code >> 8), static_cast<char>(code & 0xff)};
 }
 
+/// A raw client that completed the upgrade on /ws (101 required).
+raw_ws upgraded_raw_ws(std::uint16_t port, int receive_buffer = 0) {
+  raw_ws c(port, receive_buffer);
+  auto reply = c.upgrade("/ws");
+  REQUIRE(reply);
+  REQUIRE(reply->status == 101);
+  return c;
+}
+
 }  // namespace
 
 TEST_CASE("ws: an accepted upgrade echoes, closes cleanly from the server and counts", "[ws]") {
@@ -400,10 +409,7 @@ TEST_CASE("ws: a client that never reads overflows only its own queue", "[ws][sl
   auto port = server.start();
 
   // The slow client: a small receive window, and it reads nothing until the end.
-  raw_ws slow(port, 4096);
-  auto reply = slow.upgrade("/ws");
-  REQUIRE(reply);
-  REQUIRE(reply->status == 101);
+  auto slow = upgraded_raw_ws(port, 4096);
   REQUIRE(rec.wait_opened(1));
   const auto slow_conn = rec.opened().at(0);
 
@@ -533,10 +539,7 @@ TEST_CASE("ws: a queue overflow closes with 1008 by default and never blocks the
   http_server server(o, http.handler());
   auto port = server.start();
 
-  raw_ws slow(port, 4096);
-  auto reply = slow.upgrade("/ws");
-  REQUIRE(reply);
-  REQUIRE(reply->status == 101);
+  auto slow = upgraded_raw_ws(port, 4096);
   REQUIRE(rec.wait_opened(1));
   auto conn = rec.opened().at(0);
 
@@ -678,10 +681,7 @@ TEST_CASE("ws: a client that answers no ping is dropped at the idle timeout", "[
   http_server server(o, http.handler());
   auto port = server.start();
 
-  raw_ws silent(port);
-  auto reply = silent.upgrade("/ws");
-  REQUIRE(reply);
-  REQUIRE(reply->status == 101);
+  auto silent = upgraded_raw_ws(port);
   REQUIRE(rec.wait_opened(1));
   const auto opened = steady::now();
   REQUIRE(rec.wait_closed(1));
@@ -725,10 +725,7 @@ TEST_CASE("ws: close is clean when the peer answers, dropped at the close timeou
   CHECK(rec.closed_of(first->id()).clean);
 
   // A peer that never answers.
-  raw_ws mute(port);
-  auto reply = mute.upgrade("/ws");
-  REQUIRE(reply);
-  REQUIRE(reply->status == 101);
+  auto mute = upgraded_raw_ws(port);
   REQUIRE(rec.wait_opened(2));
   auto second = rec.opened().at(1);
   const auto asked = steady::now();
@@ -745,10 +742,7 @@ TEST_CASE("ws: close is clean when the peer answers, dropped at the close timeou
 
   // A peer that answers the close frame but never closes its socket: the handshake is
   // complete (clean), and the server closes the TCP connection at once (RFC 6455 7.1.1).
-  raw_ws lingering(port);
-  reply = lingering.upgrade("/ws");
-  REQUIRE(reply);
-  REQUIRE(reply->status == 101);
+  auto lingering = upgraded_raw_ws(port);
   REQUIRE(rec.wait_opened(3));
   auto third = rec.opened().at(2);
   third->close(si::net::ws_close::normal);
@@ -772,10 +766,7 @@ TEST_CASE("ws: a server close sends the FIN after the close frame and ends at th
   http_server server(o, http.handler());
   auto port = server.start();
 
-  raw_ws client(port);
-  auto reply = client.upgrade("/ws");
-  REQUIRE(reply);
-  REQUIRE(reply->status == 101);
+  auto client = upgraded_raw_ws(port);
   REQUIRE(rec.wait_opened(1));
   auto c = rec.opened().at(0);
   c->send(text("before the close"));
