@@ -1,10 +1,14 @@
 #include "net/ws_connection.hpp"
 
 #include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <array>
 #include <exception>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <utility>
@@ -182,6 +186,28 @@ double millis_since(steady::time_point start) {
 
 using strand_type = asio::strand<asio::io_context::executor_type>;
 
+/// The header of an unmasked, unfragmented text frame of `size` payload bytes (RFC 6455 5.2:
+/// the server never masks) into `out` (10 bytes at most); returns its length.
+std::size_t text_frame_header(unsigned char* out, std::size_t size) noexcept {
+  out[0] = 0x81;  // FIN, opcode 1 (text)
+  if (size <= 125) {
+    out[1] = static_cast<unsigned char>(size);
+    return 2;
+  }
+  if (size <= 0xffff) {
+    out[1] = 126;
+    out[2] = static_cast<unsigned char>(size >> 8);
+    out[3] = static_cast<unsigned char>(size & 0xff);
+    return 4;
+  }
+  out[1] = 127;
+  for (int i = 0; i < 8; ++i) {
+    out[2 + i] =
+        static_cast<unsigned char>((static_cast<std::uint64_t>(size) >> (56 - 8 * i)) & 0xff);
+  }
+  return 10;
+}
+
 /// The WebSocket session's socket: a TCP socket whose executor is the connection's strand as
 /// its concrete type (Beast's operations copy and compare the executor many times per
 /// message; the server's `tcp::socket` carries it type-erased), and a type of its own so
@@ -191,6 +217,47 @@ class ws_socket : public asio::basic_stream_socket<tcp, strand_type> {
 
  public:
   using base::base;
+
+  // Data frames and Beast's frames. The session writes its data frames itself, straight to
+  // the socket (ws_session::pump: one non-blocking sendmsg of a prebuilt header and the
+  // shared message, with no Beast or asio write operation per message), and Beast writes
+  // its control frames (pong, keep-alive ping, close) through async_write_some below. Two
+  // rules keep frames whole on the wire: the session starts a data frame only while no
+  // Beast write is in flight (beast_writing()), and while a data frame is only partly
+  // written (set_data_pending) Beast's next write waits for it (deferred, then
+  // run_deferred()).
+
+  /// The socket as asio's type: writes through it bypass the rules above (the session's
+  /// own rest of a data frame).
+  base& data_stream() noexcept {
+    return *this;
+  }
+
+  /// A Beast write has begun and its completion has not run yet.
+  bool beast_writing() const noexcept {
+    return beast_writes_ > 0;
+  }
+
+  /// Called (on the strand, from the completion of Beast's last write in flight) when no
+  /// Beast write is left; the session uses it to resume its data frames. `owner` (the
+  /// session) is kept alive by each of Beast's writes in flight: their completions touch this
+  /// socket, and a keep-alive ping's holds nothing else of the session.
+  void on_beast_idle(std::function<void()> fn, std::weak_ptr<void> owner) {
+    on_beast_idle_ = std::move(fn);
+    owner_ = std::move(owner);
+  }
+
+  /// A data frame is partly written (true) or done (false).
+  void set_data_pending(bool pending) noexcept {
+    data_pending_ = pending;
+  }
+
+  /// Starts Beast's write that waited behind a data frame, if any.
+  void run_deferred() {
+    if (auto d = std::move(deferred_)) {
+      d->run();
+    }
+  }
 
   /// Our close frame is the next frame written (the session's send queue is flushed, our
   /// keep-alive pings are off): once the kernel took it whole, the sending side is shut down
@@ -206,6 +273,13 @@ class ws_socket : public asio::basic_stream_socket<tcp, strand_type> {
   /// Beast's writes pass here (asio::async_write calls the stream's async_write_some).
   template <class ConstBufferSequence, class WriteHandler>
   void async_write_some(const ConstBufferSequence& buffers, WriteHandler&& handler) {
+    if (data_pending_) {
+      // Behind the data frame being written: started again by run_deferred().
+      deferred_ = make_deferred([this, buffers, h = std::forward<WriteHandler>(handler)]() mutable {
+        async_write_some(buffers, std::move(h));
+      });
+      return;
+    }
     if (fin_after_close_ && is_close_frame(buffers)) {
       fin_after_close_ = false;
       const auto size = asio::buffer_size(buffers);
@@ -226,7 +300,9 @@ class ws_socket : public asio::basic_stream_socket<tcp, strand_type> {
       }
       // Nothing taken (or an error, which the ordinary write reports): the ordinary path.
     }
-    base::async_write_some(buffers, std::forward<WriteHandler>(handler));
+    ++beast_writes_;
+    base::async_write_some(buffers, tracked<std::decay_t<WriteHandler>>{
+                                        std::forward<WriteHandler>(handler), this, owner_.lock()});
   }
 
  private:
@@ -243,7 +319,44 @@ class ws_socket : public asio::basic_stream_socket<tcp, strand_type> {
     return head[0] == 0x88 && (head[1] & 0x80) == 0 && size == 2u + (head[1] & 0x7f);
   }
 
+  /// Beast's write completion, counted: when it was the last one in flight, on_beast_idle
+  /// runs first (it only posts), then Beast's operation goes on (a composed write that is not
+  /// done starts its next write here, synchronously, before anything posted can run).
+  template <class Handler>
+  struct tracked {
+    Handler handler;
+    ws_socket* socket;
+    std::shared_ptr<void> keep;  ///< the owner of `socket`
+    void operator()(const error_code& ec, std::size_t n) {
+      if (--socket->beast_writes_ == 0 && socket->on_beast_idle_) {
+        socket->on_beast_idle_();
+      }
+      handler(ec, n);
+    }
+  };
+
+  struct deferred_write {
+    virtual ~deferred_write() = default;
+    virtual void run() = 0;
+  };
+  template <class Fn>
+  static std::unique_ptr<deferred_write> make_deferred(Fn fn) {
+    struct impl final : deferred_write {
+      explicit impl(Fn f) : fn(std::move(f)) {}
+      void run() override {
+        fn();
+      }
+      Fn fn;
+    };
+    return std::make_unique<impl>(std::move(fn));
+  }
+
   bool fin_after_close_ = false;
+  bool data_pending_ = false;
+  unsigned beast_writes_ = 0;
+  std::function<void()> on_beast_idle_;
+  std::weak_ptr<void> owner_;
+  std::unique_ptr<deferred_write> deferred_;
 };
 
 /// The end of the TCP connection after the close handshake, found by Beast through ADL
@@ -401,7 +514,9 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   void do_read();
   void on_read(const error_code& ec);
   void pump();
-  void on_write(const error_code& ec);
+  void on_data_written(const error_code& ec);
+  /// After a data frame's write failed (not at `finish`): the end, logged as a write error.
+  void on_write_failed(const error_code& ec);
   void send_close_frame(std::uint16_t code, std::string reason);
   void on_close(const error_code& ec);
   void arm_close_timer();
@@ -429,7 +544,10 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   const steady::time_point received_at_;
   steady::time_point opened_at_;
 
-  std::shared_ptr<const std::string> writing_;  ///< the message being written
+  std::shared_ptr<const std::string> writing_;  ///< the message whose rest is being written
+  std::array<unsigned char, 10> header_{};      ///< its frame header (lives until written)
+  std::size_t header_size_ = 0;
+  bool waiting_beast_ = false;  ///< data frames wait for Beast's control frame to be out
   bool opened_ = false;
   bool reading_ = false;
   bool close_timer_armed_ = false;
@@ -595,7 +713,17 @@ void ws_session::start() {
   no_deflate.client_enable = false;
   ws_.set_option(no_deflate);
   ws_.read_message_max(o.max_message_size);
-  ws_.auto_fragment(false);  // one frame per message, written straight from the shared buffer
+  ws_.auto_fragment(false);
+  // Data frames wait while Beast writes a control frame; its last completion resumes them
+  // (posted: the completion runs before Beast's operation goes on). `this` is alive there:
+  // the socket keeps the session (its owner) while a Beast write is in flight.
+  ws_.next_layer().on_beast_idle(
+      [this] {
+        if (std::exchange(waiting_beast_, false)) {
+          asio::post(strand_, [self = shared_from_this()] { self->pump(); });
+        }
+      },
+      weak_from_this());
   // The decorator runs inside async_accept (the response is built there): `this` is alive.
   ws_.set_option(websocket::stream_base::decorator([this](websocket::response_type& res) {
     res.set(beast::http::field::server, reg_.server_name_);
@@ -719,34 +847,95 @@ void ws_session::on_read(const error_code& ec) {
 
 void ws_session::pump() {
   if (finished_ || !opened_ || writing_ || close_sent_) {
-    return;  // after the handshake, on_accept pumps; after a write, on_write does
+    return;  // after the handshake, on_accept pumps; after a partial write, its completion
   }
-  std::uint16_t code = 0;
-  std::string reason;
-  {
-    std::lock_guard lock(handle_->mutex_);
-    if (!handle_->queue_.empty()) {
-      writing_ = handle_->queue_.pop();
-    } else if (handle_->close_requested_) {
-      code = handle_->close_code_;
-      reason = handle_->close_reason_;
-    } else {
-      handle_->pump_pending_ = false;  // idle: the next send() posts a pump
+  auto& socket = ws_.next_layer();
+  std::size_t written = 0;  // the message written at once in the last round, to account
+  std::size_t written_bytes = 0;
+  for (;;) {
+    std::shared_ptr<const std::string> message;
+    std::uint16_t code = 0;
+    std::string reason;
+    {
+      std::lock_guard lock(handle_->mutex_);
+      handle_->queued_messages_ -= written;
+      handle_->queued_bytes_ -= written_bytes;
+      if (!handle_->queue_.empty()) {
+        if (socket.beast_writing()) {
+          waiting_beast_ = true;  // pump_pending_ stays set: resumed by on_beast_idle
+          return;
+        }
+        message = handle_->queue_.pop();
+      } else if (handle_->close_requested_) {
+        code = handle_->close_code_;
+        reason = handle_->close_reason_;
+      } else {
+        handle_->pump_pending_ = false;  // idle: the next send() posts a pump
+        return;
+      }
+    }
+    if (!message) {
+      send_close_frame(code, std::move(reason));
       return;
     }
-  }
-  if (!writing_) {
-    send_close_frame(code, std::move(reason));
+    if (!ws_.is_open()) {
+      // The peer's close frame was read (Beast answers it and tears down; on_read
+      // concludes): nothing may follow it. Dropped with the queue when the session ends.
+      std::lock_guard lock(handle_->mutex_);
+      --handle_->queued_messages_;
+      handle_->queued_bytes_ -= message->size();
+      return;
+    }
+    // One frame, written at once when the kernel takes it (nearly always): the header and
+    // the shared message in one non-blocking sendmsg.
+    header_size_ = text_frame_header(header_.data(), message->size());
+    iovec iov[2] = {{header_.data(), header_size_},
+                    {const_cast<char*>(message->data()), message->size()}};
+    msghdr mh{};
+    mh.msg_iov = iov;
+    mh.msg_iovlen = 2;
+    ssize_t n = 0;
+    do {
+      n = ::sendmsg(socket.native_handle(), &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    const auto total = header_size_ + message->size();
+    if (n >= 0 && static_cast<std::size_t>(n) == total) {
+      ++sent_;
+      ++reg_.counters_.messages_sent;
+      written = 1;
+      written_bytes = message->size();
+      continue;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      const error_code ec(errno, boost::system::system_category());
+      {
+        std::lock_guard lock(handle_->mutex_);
+        --handle_->queued_messages_;
+        handle_->queued_bytes_ -= message->size();
+      }
+      on_write_failed(ec);
+      return;
+    }
+    // The kernel took a part or nothing (the client is not reading fast enough): the rest
+    // asynchronously, and nothing else (Beast's frames included) until it is out.
+    const auto done = n > 0 ? static_cast<std::size_t>(n) : 0;
+    std::array<asio::const_buffer, 2> rest{
+        asio::buffer(header_.data() + std::min(done, header_size_),
+                     header_size_ - std::min(done, header_size_)),
+        asio::buffer(message->data() + (done > header_size_ ? done - header_size_ : 0),
+                     message->size() - (done > header_size_ ? done - header_size_ : 0))};
+    writing_ = std::move(message);
+    socket.set_data_pending(true);
+    asio::async_write(socket.data_stream(), rest,
+                      continuation{[self = shared_from_this()](const error_code& ec, std::size_t) {
+                        self->on_data_written(ec);
+                      }});
     return;
   }
-  ws_.text(true);
-  ws_.async_write(asio::buffer(*writing_),
-                  continuation{[self = shared_from_this()](const error_code& ec, std::size_t) {
-                    self->on_write(ec);
-                  }});
 }
 
-void ws_session::on_write(const error_code& ec) {
+void ws_session::on_data_written(const error_code& ec) {
+  ws_.next_layer().set_data_pending(false);
   const auto size = writing_->size();
   writing_.reset();
   if (finished_) {
@@ -758,18 +947,23 @@ void ws_session::on_write(const error_code& ec) {
     handle_->queued_bytes_ -= size;
   }
   if (ec) {
-    if (ec == asio::error::operation_aborted || ec == websocket::error::closed) {
-      return;  // the stream is closing: the read or close completion concludes
+    if (ec == asio::error::operation_aborted) {
+      return;  // the connection is ending: the read or close completion concludes
     }
-    auto level = is_expected_error(ec) ? spdlog::level::debug : spdlog::level::warn;
-    reg_.log_->log(level, "websocket {} ({}): write failed: {}", handle_->id(),
-                   handle_->remote_addr(), ec.message());
-    finish(close_sent_ ? close_code_ : ws_close::abnormal, false, ec.message());
+    on_write_failed(ec);
     return;
   }
   ++sent_;
   ++reg_.counters_.messages_sent;
+  ws_.next_layer().run_deferred();  // Beast's frame that waited behind this one
   pump();
+}
+
+void ws_session::on_write_failed(const error_code& ec) {
+  auto level = is_expected_error(ec) ? spdlog::level::debug : spdlog::level::warn;
+  reg_.log_->log(level, "websocket {} ({}): write failed: {}", handle_->id(),
+                 handle_->remote_addr(), ec.message());
+  finish(close_sent_ ? close_code_ : ws_close::abnormal, false, ec.message());
 }
 
 void ws_session::close_from_session(std::uint16_t code, std::string reason) {
@@ -854,6 +1048,10 @@ void ws_session::finish(std::uint16_t code, bool clean, std::string_view why) {
   close_timer_.cancel();
   error_code ignored;
   beast::get_lowest_layer(ws_).close(ignored);  // pending operations end with operation_aborted
+  // A Beast write that waited behind a data frame now fails on the closed socket (instead of
+  // being destroyed unfinished with the session).
+  ws_.next_layer().set_data_pending(false);
+  ws_.next_layer().run_deferred();
   {
     std::lock_guard lock(handle_->mutex_);
     handle_->state_ = ws_handle::state::closed;

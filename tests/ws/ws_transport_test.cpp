@@ -756,6 +756,50 @@ TEST_CASE("ws: close is clean when the peer answers, dropped at the close timeou
   CHECK(lingering.wait_closed());
 }
 
+TEST_CASE("ws: Beast's pong waits behind a data frame the kernel took only in part", "[ws]") {
+  // Data frames are written straight to the socket; Beast writes its control frames. A pong
+  // asked for while a large data frame is only partly written must follow it whole: any
+  // interleaving would corrupt both frames.
+  ws_recorder rec;
+  http_side http;
+  auto o = test_options();
+  o.websocket.hook = standard_hook(rec);  // echoes texts
+  http_server server(o, http.handler());
+  auto port = server.start();
+
+  auto client = upgraded_raw_ws(port, 4096);  // a small window: the kernel takes a part
+  REQUIRE(rec.wait_opened(1));
+  auto c = rec.opened().at(0);
+  std::string big(16 << 20, '\0');
+  for (std::size_t i = 0; i < big.size(); ++i) {
+    big[i] = static_cast<char>('a' + (i * 7 + i / 4099) % 26);
+  }
+  REQUIRE(c->send(std::make_shared<const std::string>(big)) == si::net::ws_send_result::queued);
+  // A ping, then a text. Beast reads the ping at once (reads are not blocked), while the
+  // data frame waits for this client to read 16 MiB: the pong is asked for behind it, and
+  // Beast's reading waits for the pong (as it waited for its own write lock before), so the
+  // text is read and echoed only once the client reads.
+  REQUIRE(client.send_frame(9, "p1"));
+  REQUIRE(client.send_frame(1, "after the ping"));
+
+  auto frame = client.read_frame(std::chrono::seconds(30));
+  REQUIRE(frame);
+  CHECK(frame->opcode == 1);
+  REQUIRE(frame->payload.size() == big.size());
+  CHECK(frame->payload == big);
+  frame = client.read_frame();
+  REQUIRE(frame);
+  CHECK(frame->opcode == 10);
+  CHECK(frame->payload == "p1");
+  frame = client.read_frame();
+  REQUIRE(frame);
+  CHECK(frame->opcode == 1);
+  CHECK(frame->payload == "after the ping");  // the echo, queued after the large message
+  REQUIRE(rec.wait_texts(1));
+  CHECK(c->is_open());
+  CHECK(server.stats().ws_messages_sent == 2);
+}
+
 TEST_CASE("ws: a server close sends the FIN after the close frame and ends at the answer", "[ws]") {
   // A close timeout far beyond every bounded wait below: nothing here may wait for it.
   ws_recorder rec;
