@@ -320,6 +320,40 @@ TEST_CASE("ws: without a hook an upgrade request is an ordinary HTTP request", "
   CHECK(server.stats().ws_upgrades_rejected == 0);
 }
 
+TEST_CASE("ws: text frames of every length encoding arrive whole", "[ws]") {
+  // The session writes data frames itself: a 7-bit, a 16-bit and a 64-bit payload length,
+  // at each boundary, read back by Beast's client (an independent parser).
+  ws_recorder rec;
+  http_side http;
+  auto o = test_options();
+  o.websocket.hook = standard_hook(rec);
+  http_server server(o, http.handler());
+  auto port = server.start();
+
+  ws_io io;
+  ws_client c(io);
+  REQUIRE(c.connect(port));
+  REQUIRE(rec.wait_opened(1));
+  auto conn = rec.opened().at(0);
+  const std::vector<std::size_t> sizes{0, 1, 125, 126, 127, 65535, 65536, 70000};
+  std::vector<std::string> sent;
+  for (auto n : sizes) {
+    std::string m(n, 'x');
+    for (std::size_t i = 0; i < n; ++i) {
+      m[i] = static_cast<char>('a' + (i * 31 + n) % 26);
+    }
+    REQUIRE(conn->send(text(m)) == ws_send_result::queued);
+    sent.push_back(std::move(m));
+  }
+  for (const auto& m : sent) {
+    auto r = c.read();
+    REQUIRE(r);
+    REQUIRE(r->ok);
+    CHECK(r->text.size() == m.size());
+    CHECK(r->text == m);
+  }
+}
+
 TEST_CASE("ws: messages sent from another thread arrive in order", "[ws]") {
   ws_recorder rec;
   http_side http;
