@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -146,15 +147,35 @@ raw_ws upgraded_raw_ws(std::uint16_t port, int receive_buffer = 0) {
   return c;
 }
 
+/// The server most tests start: test_options() with the recording hook (echoing texts),
+/// changed by `adjust`, and a plain HTTP side; started on a free port.
+struct recording_server {
+  explicit recording_server(const std::function<void(http_server_options&)>& adjust = {})
+      : server(options(adjust), http.handler()), port(server.start()) {}
+
+  ws_recorder rec;
+  http_side http;
+  http_server server;
+  std::uint16_t port;
+
+ private:
+  http_server_options options(const std::function<void(http_server_options&)>& adjust) {
+    auto o = test_options();
+    o.websocket.hook = standard_hook(rec);
+    if (adjust) {
+      adjust(o);
+    }
+    return o;
+  }
+};
+
 }  // namespace
 
 TEST_CASE("ws: an accepted upgrade echoes, closes cleanly from the server and counts", "[ws]") {
-  ws_recorder rec;
-  http_side http;
-  auto o = test_options();
-  o.websocket.hook = standard_hook(rec);
-  http_server server(o, http.handler());
-  auto port = server.start();
+  recording_server f;
+  auto& rec = f.rec;
+  auto& server = f.server;
+  const auto port = f.port;
 
   ws_io io;
   ws_client c(io);
@@ -201,12 +222,10 @@ TEST_CASE("ws: an accepted upgrade echoes, closes cleanly from the server and co
 }
 
 TEST_CASE("ws: a close from the client is clean and reports its code", "[ws]") {
-  ws_recorder rec;
-  http_side http;
-  auto o = test_options();
-  o.websocket.hook = standard_hook(rec);
-  http_server server(o, http.handler());
-  auto port = server.start();
+  recording_server f;
+  auto& rec = f.rec;
+  auto& server = f.server;
+  const auto port = f.port;
 
   ws_io io;
   ws_client c(io);
@@ -323,12 +342,9 @@ TEST_CASE("ws: without a hook an upgrade request is an ordinary HTTP request", "
 TEST_CASE("ws: text frames of every length encoding arrive whole", "[ws]") {
   // The session writes data frames itself: a 7-bit, a 16-bit and a 64-bit payload length,
   // at each boundary, read back by Beast's client (an independent parser).
-  ws_recorder rec;
-  http_side http;
-  auto o = test_options();
-  o.websocket.hook = standard_hook(rec);
-  http_server server(o, http.handler());
-  auto port = server.start();
+  recording_server f;
+  auto& rec = f.rec;
+  const auto port = f.port;
 
   ws_io io;
   ws_client c(io);
@@ -355,12 +371,9 @@ TEST_CASE("ws: text frames of every length encoding arrive whole", "[ws]") {
 }
 
 TEST_CASE("ws: messages sent from another thread arrive in order", "[ws]") {
-  ws_recorder rec;
-  http_side http;
-  auto o = test_options();
-  o.websocket.hook = standard_hook(rec);
-  http_server server(o, http.handler());
-  auto port = server.start();
+  recording_server f;
+  auto& rec = f.rec;
+  const auto port = f.port;
 
   ws_io io;
   ws_client c(io);
@@ -388,12 +401,10 @@ TEST_CASE("ws: messages sent from another thread arrive in order", "[ws]") {
 }
 
 TEST_CASE("ws: one shared buffer fans out to many connections", "[ws]") {
-  ws_recorder rec;
-  http_side http;
-  auto o = test_options();
-  o.websocket.hook = standard_hook(rec);
-  http_server server(o, http.handler());
-  auto port = server.start();
+  recording_server f;
+  auto& rec = f.rec;
+  auto& server = f.server;
+  const auto port = f.port;
 
   constexpr std::size_t n = 20;
   ws_io io;
@@ -564,14 +575,13 @@ TEST_CASE("ws: a client that never reads overflows only its own queue", "[ws][sl
 }
 
 TEST_CASE("ws: a queue overflow closes with 1008 by default and never blocks the sender", "[ws]") {
-  ws_recorder rec;
-  http_side http;
-  auto o = test_options();
-  o.websocket.hook = standard_hook(rec);
-  o.websocket.max_queued_messages = 8;
-  o.websocket.close_timeout = std::chrono::seconds(60);  // the client answers: never reached
-  http_server server(o, http.handler());
-  auto port = server.start();
+  recording_server f([&](http_server_options& o) {
+    o.websocket.max_queued_messages = 8;
+    o.websocket.close_timeout = std::chrono::seconds(60);  // the client answers: never reached
+  });
+  auto& rec = f.rec;
+  auto& server = f.server;
+  const auto port = f.port;
 
   auto slow = upgraded_raw_ws(port, 4096);
   REQUIRE(rec.wait_opened(1));
@@ -606,13 +616,10 @@ TEST_CASE("ws: a queue overflow closes with 1008 by default and never blocks the
 }
 
 TEST_CASE("ws: an incoming message over the limit closes with 1009", "[ws]") {
-  ws_recorder rec;
-  http_side http;
-  auto o = test_options();
-  o.websocket.hook = standard_hook(rec);
-  o.websocket.max_message_size = 1024;
-  http_server server(o, http.handler());
-  auto port = server.start();
+  recording_server f([&](http_server_options& o) { o.websocket.max_message_size = 1024; });
+  auto& rec = f.rec;
+  auto& server = f.server;
+  const auto port = f.port;
 
   ws_io io;
   ws_client c(io);
@@ -637,12 +644,10 @@ TEST_CASE("ws: an incoming message over the limit closes with 1009", "[ws]") {
 }
 
 TEST_CASE("ws: a binary message closes with 1003", "[ws]") {
-  ws_recorder rec;
-  http_side http;
-  auto o = test_options();
-  o.websocket.hook = standard_hook(rec);
-  http_server server(o, http.handler());
-  auto port = server.start();
+  recording_server f;
+  auto& rec = f.rec;
+  auto& server = f.server;
+  const auto port = f.port;
 
   ws_io io;
   ws_client c(io);
@@ -661,12 +666,9 @@ TEST_CASE("ws: a binary message closes with 1003", "[ws]") {
 }
 
 TEST_CASE("ws: a callback that throws closes the connection with 1011", "[ws]") {
-  ws_recorder rec;
-  http_side http;
-  auto o = test_options();
-  o.websocket.hook = standard_hook(rec);
-  http_server server(o, http.handler());
-  auto port = server.start();
+  recording_server f;
+  auto& rec = f.rec;
+  const auto port = f.port;
 
   ws_io io;
   ws_client c(io);
@@ -681,13 +683,11 @@ TEST_CASE("ws: a callback that throws closes the connection with 1011", "[ws]") 
 }
 
 TEST_CASE("ws: protocol pings keep a reading client alive past the idle timeout", "[ws]") {
-  ws_recorder rec;
-  http_side http;
-  auto o = test_options();
-  o.websocket.hook = standard_hook(rec);
-  o.websocket.idle_timeout = std::chrono::milliseconds(300);
-  http_server server(o, http.handler());
-  auto port = server.start();
+  recording_server f(
+      [&](http_server_options& o) { o.websocket.idle_timeout = std::chrono::milliseconds(300); });
+  auto& rec = f.rec;
+  auto& server = f.server;
+  const auto port = f.port;
 
   ws_io io;
   ws_client c(io);
@@ -707,13 +707,11 @@ TEST_CASE("ws: protocol pings keep a reading client alive past the idle timeout"
 }
 
 TEST_CASE("ws: a client that answers no ping is dropped at the idle timeout", "[ws]") {
-  ws_recorder rec;
-  http_side http;
-  auto o = test_options();
-  o.websocket.hook = standard_hook(rec);
-  o.websocket.idle_timeout = std::chrono::milliseconds(300);
-  http_server server(o, http.handler());
-  auto port = server.start();
+  recording_server f(
+      [&](http_server_options& o) { o.websocket.idle_timeout = std::chrono::milliseconds(300); });
+  auto& rec = f.rec;
+  auto& server = f.server;
+  const auto port = f.port;
 
   auto silent = upgraded_raw_ws(port);
   REQUIRE(rec.wait_opened(1));
@@ -731,13 +729,11 @@ TEST_CASE("ws: a client that answers no ping is dropped at the idle timeout", "[
 
 TEST_CASE("ws: close is clean when the peer answers, dropped at the close timeout otherwise",
           "[ws]") {
-  ws_recorder rec;
-  http_side http;
-  auto o = test_options();
-  o.websocket.hook = standard_hook(rec);
-  o.websocket.close_timeout = std::chrono::milliseconds(300);
-  http_server server(o, http.handler());
-  auto port = server.start();
+  recording_server f(
+      [&](http_server_options& o) { o.websocket.close_timeout = std::chrono::milliseconds(300); });
+  auto& rec = f.rec;
+  auto& server = f.server;
+  const auto port = f.port;
 
   // A peer that answers: Beast replies to the close frame while reading.
   ws_io io;
@@ -794,12 +790,10 @@ TEST_CASE("ws: Beast's pong waits behind a data frame the kernel took only in pa
   // Data frames are written straight to the socket; Beast writes its control frames. A pong
   // asked for while a large data frame is only partly written must follow it whole: any
   // interleaving would corrupt both frames.
-  ws_recorder rec;
-  http_side http;
-  auto o = test_options();
-  o.websocket.hook = standard_hook(rec);  // echoes texts
-  http_server server(o, http.handler());
-  auto port = server.start();
+  recording_server f;
+  auto& rec = f.rec;
+  auto& server = f.server;
+  const auto port = f.port;
 
   auto client = upgraded_raw_ws(port, 4096);  // a small window: the kernel takes a part
   REQUIRE(rec.wait_opened(1));
@@ -836,13 +830,11 @@ TEST_CASE("ws: Beast's pong waits behind a data frame the kernel took only in pa
 
 TEST_CASE("ws: a server close sends the FIN after the close frame and ends at the answer", "[ws]") {
   // A close timeout far beyond every bounded wait below: nothing here may wait for it.
-  ws_recorder rec;
-  http_side http;
-  auto o = test_options();
-  o.websocket.hook = standard_hook(rec);
-  o.websocket.close_timeout = std::chrono::seconds(60);
-  http_server server(o, http.handler());
-  auto port = server.start();
+  recording_server f(
+      [&](http_server_options& o) { o.websocket.close_timeout = std::chrono::seconds(60); });
+  auto& rec = f.rec;
+  auto& server = f.server;
+  const auto port = f.port;
 
   auto client = upgraded_raw_ws(port);
   REQUIRE(rec.wait_opened(1));
@@ -990,12 +982,10 @@ TEST_CASE("ws: upgrades after close_acceptor or during the drain are refused wit
 }
 
 TEST_CASE("ws: an upgrade pipelined behind an unanswered request waits for its answer", "[ws]") {
-  ws_recorder rec;
-  http_side http;
-  auto o = test_options();
-  o.websocket.hook = standard_hook(rec);
-  http_server server(o, http.handler());
-  auto port = server.start();
+  recording_server f;
+  auto& rec = f.rec;
+  auto& http = f.http;
+  const auto port = f.port;
 
   raw_ws raw(port);
   REQUIRE(raw.send("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n" + raw_ws::upgrade_request("/ws")));
@@ -1064,12 +1054,10 @@ TEST_CASE("ws: invalid options and arguments are refused", "[ws]") {
 }
 
 TEST_CASE("ws: drop() aborts at once", "[ws]") {
-  ws_recorder rec;
-  http_side http;
-  auto o = test_options();
-  o.websocket.hook = standard_hook(rec);
-  http_server server(o, http.handler());
-  auto port = server.start();
+  recording_server f;
+  auto& rec = f.rec;
+  auto& server = f.server;
+  const auto port = f.port;
 
   ws_io io;
   ws_client c(io);
