@@ -208,15 +208,15 @@ std::size_t text_frame_header(unsigned char* out, std::size_t size) noexcept {
   return 10;
 }
 
-/// The WebSocket session's socket: a TCP socket whose executor is the connection's strand as
-/// its concrete type (Beast's operations copy and compare the executor many times per
-/// message; the server's `tcp::socket` carries it type-erased), and a type of its own so
-/// that the close handshake ends with our teardown (below) instead of Beast's.
-class ws_socket : public asio::basic_stream_socket<tcp, strand_type> {
-  using base = asio::basic_stream_socket<tcp, strand_type>;
+/// The WebSocket session's socket: the upgraded TCP socket itself (moved, not re-registered:
+/// a socket asio took over by assign() is deregistered with an extra epoll_ctl at its close),
+/// as a type of its own so that the close handshake ends with our teardown (below) instead of
+/// Beast's and so that Beast's frames and the session's data frames stay apart.
+class ws_socket : public tcp::socket {
+  using base = tcp::socket;
 
  public:
-  using base::base;
+  explicit ws_socket(tcp::socket&& socket) : base(std::move(socket)) {}
 
   // Data frames and Beast's frames. The session writes its data frames itself, straight to
   // the socket (ws_session::pump: one non-blocking sendmsg of a prebuilt header and the
@@ -389,20 +389,6 @@ strand_type connection_strand(tcp::socket& socket) {
     return asio::make_strand(*io);
   }
   throw std::logic_error("websocket session: the socket's executor is not an io_context's");
-}
-
-/// The upgraded socket as a ws_socket on `strand` (the same file descriptor, registered with
-/// the same io_context). A socket that is no longer open stays closed: the handshake then
-/// fails and the session ends as any failed handshake does.
-ws_socket adopt_socket(tcp::socket& socket, const strand_type& strand) {
-  error_code ec;
-  const auto local = socket.local_endpoint(ec);
-  const auto protocol = ec ? tcp::v4() : local.protocol();
-  const auto fd = socket.release(ec);
-  if (ec) {
-    return ws_socket(strand);
-  }
-  return ws_socket(strand, protocol, fd);
 }
 
 }  // namespace
@@ -688,7 +674,7 @@ ws_session::ws_session(std::shared_ptr<ws_registry> registry, ws_handoff handoff
       handle_(std::make_shared<ws_handle>(handoff.id, std::move(handoff.remote), registry_,
                                           strand_.get_inner_executor())),
       handlers_(std::move(handoff.handlers)),
-      ws_(adopt_socket(handoff.socket, strand_)),
+      ws_(std::move(handoff.socket)),
       close_timer_(strand_),
       request_(std::move(handoff.request)),
       request_id_(std::move(handoff.request_id)),
