@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <deque>
 #include <exception>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -183,6 +184,10 @@ class http_server_core {
  private:
   void do_accept();  // acceptor_mutex_ held
   void on_accept_ready(const error_code& ec);
+  /// Accepts (non-blocking) and starts up to `limit` connections waiting in the backlog;
+  /// acceptor_mutex_ held. A client that gave up before it was accepted is skipped; any
+  /// other error ends it and is left in `ec` (would_block: the backlog is empty).
+  std::size_t accept_backlog(std::size_t limit, error_code& ec);
   void start_connection(tcp::socket socket);
   std::vector<std::shared_ptr<session>> snapshot();
 
@@ -1420,16 +1425,10 @@ void http_server_core::on_accept_ready(const error_code& ready_ec) {
     return;
   }
   error_code ec = ready_ec;
-  // A bounded batch per wake-up: the lock is not held for a whole flood of connections.
-  constexpr int accept_batch = 16;
-  for (int i = 0; !ec && i < accept_batch; ++i) {
-    tcp::socket socket(asio::make_strand(io_context_));
-    acceptor_.accept(socket, ec);  // non-blocking (set in start)
-    if (!ec) {
-      start_connection(std::move(socket));
-    } else if (ec == asio::error::connection_aborted) {
-      ec = {};  // the client gave up before it was accepted: the next one
-    }
+  if (!ec) {
+    // A bounded batch per wake-up: the lock is not held for a whole flood of connections.
+    constexpr std::size_t accept_batch = 16;
+    accept_backlog(accept_batch, ec);
   }
   if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
     // E.g. EMFILE: retry shortly instead of spinning on the same error.
@@ -1444,6 +1443,25 @@ void http_server_core::on_accept_ready(const error_code& ready_ec) {
     return;
   }
   do_accept();
+}
+
+std::size_t http_server_core::accept_backlog(std::size_t limit, error_code& ec) {
+  std::size_t started = 0;
+  ec = {};
+  while (started < limit) {
+    tcp::socket socket(asio::make_strand(io_context_));
+    acceptor_.accept(socket, ec);  // non-blocking (set in start)
+    if (ec == asio::error::connection_aborted) {
+      ec = {};  // the client gave up before it was accepted: the next one
+      continue;
+    }
+    if (ec) {
+      break;
+    }
+    start_connection(std::move(socket));
+    ++started;
+  }
+  return started;
 }
 
 void http_server_core::start_connection(tcp::socket socket) {
@@ -1505,7 +1523,7 @@ std::vector<std::shared_ptr<session>> http_server_core::snapshot() {
 }
 
 std::size_t http_server_core::close_acceptor() {
-  std::vector<tcp::socket> taken;
+  std::size_t taken = 0;
   {
     std::lock_guard lock(acceptor_mutex_);
     if (!acceptor_.is_open()) {
@@ -1514,25 +1532,14 @@ std::size_t http_server_core::close_acceptor() {
     // Clients already in the kernel backlog completed their handshake and may have sent a
     // request: take them before closing (closing would reset them).
     error_code ec;
-    acceptor_.non_blocking(true, ec);
-    while (!ec) {
-      tcp::socket socket(asio::make_strand(io_context_));
-      acceptor_.accept(socket, ec);
-      if (!ec) {
-        taken.push_back(std::move(socket));
-      }
-    }
+    taken = accept_backlog(std::numeric_limits<std::size_t>::max(), ec);
     acceptor_.close(ec);
     accept_retry_.cancel();
     accepting_ = false;
   }
-  for (auto& socket : taken) {
-    start_connection(std::move(socket));
-  }
-  from_backlog_ += taken.size();
-  log_->info("acceptor closed: new connections are refused ({} taken from the backlog)",
-             taken.size());
-  return taken.size();
+  from_backlog_ += taken;
+  log_->info("acceptor closed: new connections are refused ({} taken from the backlog)", taken);
+  return taken;
 }
 
 void http_server_core::begin_drain() {
