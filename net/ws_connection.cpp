@@ -218,17 +218,18 @@ class ws_socket : public tcp::socket {
  public:
   explicit ws_socket(tcp::socket&& socket) : base(std::move(socket)) {}
 
-  // Data frames and Beast's frames. The session writes its data frames itself, straight to
-  // the socket (ws_session::pump: one non-blocking sendmsg of a prebuilt header and the
-  // shared message, with no Beast or asio write operation per message), and Beast writes
-  // its control frames (pong, keep-alive ping, close) through async_write_some below. Two
-  // rules keep frames whole on the wire: the session starts a data frame only while no
-  // Beast write is in flight (beast_writing()), and while a data frame is only partly
-  // written (set_data_pending) Beast's next write waits for it (deferred, then
-  // run_deferred()).
+  // The session's frames and Beast's. The session writes its data frames and its own close
+  // frame itself, straight to the socket (ws_session::pump: one non-blocking send, with no
+  // Beast or asio write operation per frame), and Beast writes the other control frames
+  // (pong, keep-alive ping, the answer to a close the peer started, close 1009 for a message
+  // over the limit) through async_write_some below. Two rules keep frames whole on the wire:
+  // the session starts a frame only while no Beast write is in flight (beast_writing()),
+  // and while one of its frames is only partly written (set_data_pending) Beast's next write
+  // waits for it (deferred, then run_deferred()). After our close frame Beast writes nothing
+  // (close_frame_started).
 
   /// The socket as asio's type: writes through it bypass the rules above (the session's
-  /// own rest of a data frame).
+  /// own rest of a frame).
   base& data_stream() noexcept {
     return *this;
   }
@@ -259,20 +260,27 @@ class ws_socket : public tcp::socket {
     }
   }
 
-  /// Our close frame is the next frame written (the session's send queue is flushed, our
-  /// keep-alive pings are off): once the kernel took it whole, the sending side is shut down
-  /// at once. The client then reads the close frame and the end of the stream together: it
-  /// answers and is done, instead of waiting for the server to read its answer and only then
-  /// send the FIN (under load, the last clients waited hundreds of milliseconds for that).
-  /// The answer still arrives (a half-closed connection receives) and completes the close
-  /// handshake as before; nothing may be sent after a close frame anyway.
-  void fin_after_close_frame() noexcept {
-    fin_after_close_ = true;
+  /// The session began writing its close frame (ws_session::send_close_frame, written like a
+  /// data frame): nothing may follow it on the wire (RFC 6455 5.5.1), so from now on Beast's
+  /// writes are completed at once without writing. Beast still reads the peer's answer:
+  /// its read operation takes the answer for a close the peer started and "echoes" it,
+  /// which is dropped here, then tears the connection down (teardown below) and completes
+  /// the read with websocket::error::closed, the clean end. A pong Beast would write for a
+  /// ping read after our close frame is dropped the same way.
+  void close_frame_started() noexcept {
+    after_close_ = true;
   }
 
   /// Beast's writes pass here (asio::async_write calls the stream's async_write_some).
   template <class ConstBufferSequence, class WriteHandler>
   void async_write_some(const ConstBufferSequence& buffers, WriteHandler&& handler) {
+    if (after_close_) {
+      // Completed as if written (posted: never inside the initiating call).
+      asio::post(get_executor(),
+                 beast::bind_front_handler(std::forward<WriteHandler>(handler), error_code{},
+                                           asio::buffer_size(buffers)));
+      return;
+    }
     if (data_pending_) {
       // Behind the data frame being written: started again by run_deferred().
       deferred_ = make_deferred([this, buffers, h = std::forward<WriteHandler>(handler)]() mutable {
@@ -280,45 +288,12 @@ class ws_socket : public tcp::socket {
       });
       return;
     }
-    if (fin_after_close_ && is_close_frame(buffers)) {
-      fin_after_close_ = false;
-      const auto size = asio::buffer_size(buffers);
-      std::array<char, 2 + 125> frame{};
-      asio::buffer_copy(asio::buffer(frame), buffers);
-      const auto n = ::send(native_handle(), frame.data(), size, MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (n > 0) {
-        const auto sent = static_cast<std::size_t>(n);
-        if (sent == size) {
-          error_code ignored;
-          shutdown(socket_base::shutdown_send, ignored);
-        }
-        // A part only (full buffers): asio::async_write writes the rest the usual way, and
-        // the FIN comes with the teardown.
-        asio::post(get_executor(), beast::bind_front_handler(std::forward<WriteHandler>(handler),
-                                                             error_code{}, sent));
-        return;
-      }
-      // Nothing taken (or an error, which the ordinary write reports): the ordinary path.
-    }
     ++beast_writes_;
     base::async_write_some(buffers, tracked<std::decay_t<WriteHandler>>{
                                         std::forward<WriteHandler>(handler), this, owner_.lock()});
   }
 
  private:
-  /// True when `buffers` hold exactly one whole unmasked close frame (opcode 8, FIN set, at
-  /// most 125 bytes of payload): what Beast's close operation writes.
-  template <class ConstBufferSequence>
-  static bool is_close_frame(const ConstBufferSequence& buffers) {
-    const auto size = asio::buffer_size(buffers);
-    if (size < 2 || size > 2 + 125) {
-      return false;
-    }
-    unsigned char head[2];
-    asio::buffer_copy(asio::buffer(head), buffers);
-    return head[0] == 0x88 && (head[1] & 0x80) == 0 && size == 2u + (head[1] & 0x7f);
-  }
-
   /// Beast's write completion, counted: when it was the last one in flight, on_beast_idle
   /// runs first (it only posts), then Beast's operation goes on (a composed write that is not
   /// done starts its next write here, synchronously, before anything posted can run).
@@ -351,7 +326,7 @@ class ws_socket : public tcp::socket {
     return std::make_unique<impl>(std::move(fn));
   }
 
-  bool fin_after_close_ = false;
+  bool after_close_ = false;
   bool data_pending_ = false;
   unsigned beast_writes_ = 0;
   std::function<void()> on_beast_idle_;
@@ -503,8 +478,10 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   void on_data_written(const error_code& ec);
   /// After a data frame's write failed (not at `finish`): the end, logged as a write error.
   void on_write_failed(const error_code& ec);
-  void send_close_frame(std::uint16_t code, std::string reason);
-  void on_close(const error_code& ec);
+  /// Writes our close frame (the queue is flushed, no Beast write is in flight), then shuts
+  /// the sending side down; the read loop reads the answer.
+  void send_close_frame(std::uint16_t code, const std::string& reason);
+  void on_close_frame_written(const error_code& ec);
   void arm_close_timer();
   /// Our own close(): the handle stops taking messages, the queue is flushed, then the close
   /// frame goes out (bounded by close_timeout from now).
@@ -530,14 +507,14 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   const steady::time_point received_at_;
   steady::time_point opened_at_;
 
-  std::shared_ptr<const std::string> writing_;  ///< the message whose rest is being written
+  std::shared_ptr<const std::string> writing_;  ///< the frame whose rest is being written
   std::array<unsigned char, 10> header_{};      ///< its frame header (lives until written)
   std::size_t header_size_ = 0;
   bool waiting_beast_ = false;  ///< data frames wait for Beast's control frame to be out
   bool opened_ = false;
   bool reading_ = false;
   bool close_timer_armed_ = false;
-  bool close_sent_ = false;  ///< async_close issued (our close frame)
+  bool close_sent_ = false;  ///< our close frame is being written or was written
   std::uint16_t close_code_ = ws_close::normal;
   bool finished_ = false;
   std::uint64_t sent_ = 0;
@@ -756,7 +733,7 @@ void ws_session::on_accept(const error_code& ec) {
 }
 
 void ws_session::do_read() {
-  if (finished_ || reading_ || close_sent_) {
+  if (finished_ || reading_) {
     return;
   }
   reading_ = true;
@@ -778,9 +755,6 @@ void ws_session::on_read(const error_code& ec) {
              close_sent_ ? "closed" : "closed by peer");
       return;
     }
-    if (ec == asio::error::operation_aborted && close_sent_) {
-      return;  // the close handshake took over reading; on_close concludes
-    }
     if (ec == websocket::error::message_too_big) {
       // Beast sent close 1009 and tore the connection down.
       ++reg_.counters_.oversize_closes;
@@ -798,6 +772,13 @@ void ws_session::on_read(const error_code& ec) {
                       ec.message());
     }
     finish(close_sent_ ? close_code_ : ws_close::abnormal, false, ec.message());
+    return;
+  }
+  if (close_sent_) {
+    // After our close frame the peer's messages are discarded (RFC 6455 1.4); the read goes
+    // on for its answer.
+    read_buffer_.consume(read_buffer_.size());
+    do_read();
     return;
   }
   if (!ws_.got_text()) {
@@ -846,22 +827,26 @@ void ws_session::pump() {
       std::lock_guard lock(handle_->mutex_);
       handle_->queued_messages_ -= written;
       handle_->queued_bytes_ -= written_bytes;
-      if (!handle_->queue_.empty()) {
-        if (socket.beast_writing()) {
-          waiting_beast_ = true;  // pump_pending_ stays set: resumed by on_beast_idle
-          return;
-        }
-        message = handle_->queue_.pop();
-      } else if (handle_->close_requested_) {
-        code = handle_->close_code_;
-        reason = handle_->close_reason_;
-      } else {
+      if (handle_->queue_.empty() && !handle_->close_requested_) {
         handle_->pump_pending_ = false;  // idle: the next send() posts a pump
         return;
       }
+      if (socket.beast_writing()) {
+        waiting_beast_ = true;  // pump_pending_ stays set: resumed by on_beast_idle
+        return;
+      }
+      if (!handle_->queue_.empty()) {
+        message = handle_->queue_.pop();
+      } else {
+        code = handle_->close_code_;
+        reason = handle_->close_reason_;
+      }
     }
     if (!message) {
-      send_close_frame(code, std::move(reason));
+      if (ws_.is_open()) {
+        send_close_frame(code, reason);
+      }
+      // else the peer's close frame was read: Beast answers it, on_read concludes.
       return;
     }
     if (!ws_.is_open()) {
@@ -964,6 +949,9 @@ void ws_session::on_close_requested() {
   }
   arm_close_timer();
   pump();  // the close frame goes out once the queue is flushed
+  if (opened_) {
+    do_read();  // the answer comes through the read loop (a no-op while a read is pending)
+  }
 }
 
 void ws_session::arm_close_timer() {
@@ -986,44 +974,71 @@ void ws_session::arm_close_timer() {
   });
 }
 
-void ws_session::send_close_frame(std::uint16_t code, std::string reason) {
+void ws_session::send_close_frame(std::uint16_t code, const std::string& reason) {
   close_sent_ = true;
   close_code_ = code;
-  // Before async_close because Beast's own timer must not fire during our close handshake:
-  // our pending read waits behind the close, and a timeout delivered to it there trips an
-  // assertion in Beast 1.74 (websocket/impl/read.hpp:114). The close timer (armed when the
-  // close was asked for) bounds the handshake instead.
+  auto& socket = ws_.next_layer();
+  socket.close_frame_started();
+  // Beast's timer off: its keep-alive pings would follow our close frame, and its idle
+  // timeout is not the bound of the closing handshake. The close timer (armed when the
+  // close was asked for) bounds it.
   websocket::stream_base::timeout off{};
   off.handshake_timeout = websocket::stream_base::none();
   off.idle_timeout = websocket::stream_base::none();
   off.keep_alive_pings = false;
   ws_.set_option(off);
-  websocket::close_reason cr(code);
-  cr.reason = reason;
-  ws_.next_layer().fin_after_close_frame();
-  ws_.async_close(
-      cr, continuation{[self = shared_from_this()](const error_code& ec) { self->on_close(ec); }});
+  // The frame (RFC 6455 5.5.1): FIN + opcode 8, unmasked, the code in network order, then
+  // the reason (close_reason_text cut it to 123 bytes).
+  std::array<char, 2 + 125> frame{};
+  const auto payload = 2 + std::min<std::size_t>(reason.size(), 123);
+  frame[0] = static_cast<char>(0x88);
+  frame[1] = static_cast<char>(payload);
+  frame[2] = static_cast<char>(code >> 8);
+  frame[3] = static_cast<char>(code & 0xff);
+  std::copy_n(reason.data(), payload - 2, frame.data() + 4);
+  const auto size = 2 + payload;
+  ssize_t n = 0;
+  do {
+    n = ::send(socket.native_handle(), frame.data(), size, MSG_DONTWAIT | MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n >= 0 && static_cast<std::size_t>(n) == size) {
+    // Written whole: the sending side ends at once. The client reads the close frame and
+    // the end of the stream together, answers and is done, instead of waiting for the
+    // server to read its answer and only then send the FIN. The answer still arrives (a
+    // half-closed connection receives) and completes the handshake in the read loop.
+    error_code ignored;
+    socket.shutdown(tcp::socket::shutdown_send, ignored);
+    return;
+  }
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    on_write_failed(error_code(errno, boost::system::system_category()));
+    return;
+  }
+  // A part or nothing taken (the client is not reading): the rest asynchronously, held by
+  // writing_ until written.
+  const auto done = n > 0 ? static_cast<std::size_t>(n) : 0;
+  writing_ = std::make_shared<const std::string>(frame.data() + done, size - done);
+  socket.set_data_pending(true);
+  asio::async_write(socket.data_stream(), asio::buffer(*writing_),
+                    continuation{[self = shared_from_this()](const error_code& ec, std::size_t) {
+                      self->on_close_frame_written(ec);
+                    }});
 }
 
-void ws_session::on_close(const error_code& ec) {
+void ws_session::on_close_frame_written(const error_code& ec) {
+  ws_.next_layer().set_data_pending(false);
+  writing_.reset();
   if (finished_) {
     return;
   }
-  if (!ec) {
-    finish(close_code_, true, "closed");
-    return;
+  if (ec) {
+    if (ec != asio::error::operation_aborted) {
+      on_write_failed(ec);
+    }
+    return;  // aborted: the connection is ending, the read completion concludes
   }
-  if (ec == asio::error::operation_aborted && reading_) {
-    return;  // the pending read got the peer's close first; on_read concludes
-  }
-  if (ec == beast::error::timeout) {
-    ++reg_.counters_.timed_out;
-  } else if (!is_expected_error(ec)) {
-    reg_.log_->warn("websocket {} ({}): close failed: {}", handle_->id(), handle_->remote_addr(),
-                    ec.message());
-  }
-  finish(close_code_, peer_answered(),
-         ec == beast::error::timeout ? "close timeout" : ec.message());
+  error_code ignored;
+  ws_.next_layer().shutdown(tcp::socket::shutdown_send, ignored);
 }
 
 void ws_session::finish(std::uint16_t code, bool clean, std::string_view why) {
