@@ -12,7 +12,12 @@
 #
 # --client native (default): tools/ws_bench (`ws-bench`, C++, epoll, WORKERS threads,
 #   default 1): a lean client, so that the figures are the server's; it also prints the
-#   server's and its own CPU time per broadcast and when the close frames arrived.
+#   server's and its own CPU time per broadcast and when the close frames arrived. A
+#   connection counts as closed when the client read the server's close frame and the end
+#   of the stream; the client closes its ended sockets once all have ended, so that its own
+#   TCP teardown (on loopback ~40% of its CPU in the close phase) does not compete with the
+#   server for the cores while the close is measured. WS_CLIENT_CLOSE_EACH=1 closes each
+#   socket at once instead (ws-bench and ws-floor --close-each).
 # --client node: Node's `ws` package (tests/ws_e2e/bench.mjs, WORKERS processes, default 2),
 #   an independent implementation; its own processing of the messages (and its share of
 #   the CPU) is part of the measured latency.
@@ -124,6 +129,7 @@ si_wait_for "server" 30 curl -sf "http://127.0.0.1:$port/health"
 # HTTP drain has nothing to wait for.
 if [ "$client" = native ]; then
   read -r -a extra <<<"${WS_BENCH_OPTS:-}"
+  if [ "${WS_CLIENT_CLOSE_EACH:-0}" != 0 ]; then extra+=(--close-each); fi
   "$WS_BENCH_BIN" "$port" "$server_pid" "$clients" "$grace" "$rounds" "$workers" "${extra[@]}" \
     >"$dir/out.json"
   who="native ws-bench, $workers thread(s)"
@@ -155,6 +161,7 @@ echo "RSS per idle connection:     $(ms .rss_per_connection_kib) KiB (target <= 
 echo "server_shutdown received:    $(jq .notified "$r") of $clients ($(ms .sigterm_to_first_shutdown_ms)..$(ms .sigterm_to_last_shutdown_ms) ms after SIGTERM)"
 if [ "$client" = native ]; then
   echo "close frames received:       $(jq .close_frames "$r") of $clients ($(ms .sigterm_to_first_close_frame_ms)..$(ms .sigterm_to_last_close_frame_ms) ms after SIGTERM)"
+  echo "CPU, SIGTERM to all closed:  server $(ms .server_cpu_ms_shutdown) ms, client $(ms .client_cpu_ms_shutdown) ms (client sockets closed $(jq -r 'if .client_close_each then "as each ended" else "after the last ended" end' "$r"))"
 fi
 echo "shutdown -> close, shortest: $(ms .shutdown_to_close_min_ms) ms (grace $grace)"
 echo "closed with 1001:            $(jq .closed_1001 "$r") of $clients"
@@ -165,7 +172,9 @@ echo "server exit code:            $code"
 # The floor: after the server has exited, so that the two never share the machine.
 [ "$floor" != 0 ] || exit 0
 floor_code=0
-"$WS_FLOOR_BIN" "$clients" "$rounds" >"$dir/floor.json" || floor_code=$?
+floor_extra=()
+if [ "${WS_CLIENT_CLOSE_EACH:-0}" != 0 ]; then floor_extra+=(--close-each); fi
+"$WS_FLOOR_BIN" "$clients" "$rounds" "${floor_extra[@]}" >"$dir/floor.json" || floor_code=$?
 if [ "$floor_code" != 0 ]; then
   echo "floor (raw sockets, same machine, same run): ws-floor failed (exit $floor_code, reason above)"
   exit 1

@@ -81,6 +81,7 @@ struct options {
   unsigned settle_ms = 1000;
   unsigned round_gap_ms = 300;
   unsigned timeout_s = 60;
+  bool close_each = false;
 };
 
 constexpr std::string_view usage_text = R"(usage: ws-floor CLIENTS ROUNDS [--option value ...]
@@ -94,6 +95,8 @@ options (defaults in brackets):
   --settle-ms N            wait after connecting, before the first broadcast [1000]
   --round-gap-ms N         pause between broadcasts [300]
   --timeout-s N            bound of every wait (connecting, one round, closing) [60]
+  --close-each             the client closes each socket as soon as its connection ended
+                           (by default once every connection ended, as ws-bench does)
 )";
 
 options parse_options(int argc, char** argv) {
@@ -106,7 +109,14 @@ options parse_options(int argc, char** argv) {
                           {"--connect-inflight", &o.connect_inflight, 1, 65'536},
                           {"--settle-ms", &o.settle_ms, 0, 600'000},
                           {"--round-gap-ms", &o.round_gap_ms, 0, 600'000},
-                          {"--timeout-s", &o.timeout_s, 1, 3'600}});
+                          {"--timeout-s", &o.timeout_s, 1, 3'600}},
+                         [&](std::string_view a, int&) {
+                           if (a == "--close-each") {
+                             o.close_each = true;
+                             return true;
+                           }
+                           return false;
+                         });
   if (positional.size() != 2) {
     throw usage_error("expected CLIENTS ROUNDS");
   }
@@ -354,6 +364,7 @@ class client_thread {
   struct conn {
     int fd = -1;
     bool connected = false;
+    bool ended = false;
     unsigned frames = 0;  ///< text frames so far: the k-th is round k's
     std::string in;       ///< the start of a frame not yet whole (rare)
   };
@@ -392,8 +403,8 @@ class client_thread {
   void on_event(unsigned i) {
     auto& c = conns_[i];
     const unsigned client = first_ + i;
-    if (c.fd < 0) {
-      return;  // ended
+    if (c.fd < 0 || c.ended) {
+      return;
     }
     if (!c.connected) {
       if (const int err = connect_error(c.fd); err != 0) {
@@ -420,8 +431,13 @@ class client_thread {
         fail("client " + std::to_string(client) + ": connection ended without a close frame");
       }
       s_.closed_at[client] = now_ms();
-      ::close(c.fd);
-      c.fd = -1;
+      c.ended = true;
+      if (o_.close_each) {
+        ::close(c.fd);
+        c.fd = -1;
+      } else {
+        epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);  // closed by the destructor
+      }
       if (++ended_ == conns_.size()) {
         s_.report([&] { ++s_.closed; });
       }
@@ -581,6 +597,7 @@ nlohmann::json run_client(const options& o, int ctl, pid_t child, sockaddr_in ad
           {"senders", o.senders},
           {"frame_bytes", o.frame_bytes},
           {"client_threads", o.client_threads},
+          {"client_close_each", o.close_each},
           {"connect_ms", std::lround(connect_ms)},
           {"rounds", rounds},
           {"p99_median_round_ms", p99s[p99s.size() / 2]},
