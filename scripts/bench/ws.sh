@@ -161,7 +161,7 @@ echo "RSS per idle connection:     $(ms .rss_per_connection_kib) KiB (target <= 
 echo "server_shutdown received:    $(jq .notified "$r") of $clients ($(ms .sigterm_to_first_shutdown_ms)..$(ms .sigterm_to_last_shutdown_ms) ms after SIGTERM)"
 if [ "$client" = native ]; then
   echo "close frames received:       $(jq .close_frames "$r") of $clients ($(ms .sigterm_to_first_close_frame_ms)..$(ms .sigterm_to_last_close_frame_ms) ms after SIGTERM)"
-  echo "CPU, SIGTERM to all closed:  server $(ms .server_cpu_ms_shutdown) ms, client $(ms .client_cpu_ms_shutdown) ms (client sockets closed $(jq -r 'if .client_close_each then "as each ended" else "after the last ended" end' "$r"))"
+  echo "CPU, SIGTERM to all closed:  server $(ms .server_cpu_ms_shutdown) ms, client $(ms .client_cpu_ms_shutdown) ms (client sockets closed $(jq -r 'if .client_close_each then "as each ended" else "after the last ended" end' "$r")); server, SIGTERM to exit: $(ms .server_cpu_ms_sigterm_to_exit) ms"
 fi
 echo "shutdown -> close, shortest: $(ms .shutdown_to_close_min_ms) ms (grace $grace)"
 echo "closed with 1001:            $(jq .closed_1001 "$r") of $clients"

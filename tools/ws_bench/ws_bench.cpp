@@ -215,6 +215,39 @@ double process_cpu_ms(pid_t pid) {
   return total_ns / 1e6;
 }
 
+/// /proc/PID/stat's state and CPU time (utime + stime, all threads, in clock ticks): the
+/// CPU time of a process that exited and was not reaped yet (a zombie has no tasks left).
+struct stat_cpu {
+  char state = '?';
+  double ms = nan;
+};
+stat_cpu process_stat_cpu(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  if (!std::getline(in, text)) {
+    return {};
+  }
+  // After the command name (in parentheses, may contain spaces): state, then fields 4..
+  const auto close = text.rfind(')');
+  if (close == std::string::npos) {
+    return {};
+  }
+  std::istringstream rest(text.substr(close + 2));
+  stat_cpu r;
+  rest >> r.state;
+  std::string skip;
+  for (int field = 4; field <= 13; ++field) {
+    rest >> skip;
+  }
+  double utime = 0;
+  double stime = 0;
+  if (!(rest >> utime >> stime)) {
+    return {};
+  }
+  r.ms = (utime + stime) * 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
+  return r;
+}
+
 // ---------------------------------------------------------------------------------------
 // Blocking HTTP/1.1 for the trigger and /metrics: a fresh connection each time, closed as
 // soon as the response is read, so no keep-alive connection of the bench is left open when
@@ -949,6 +982,7 @@ nlohmann::json run(const options& o) {
   }
 
   const double server_cpu0 = process_cpu_ms(o.pid);
+  const double server_stat_cpu0 = process_stat_cpu(o.pid).ms;
   const double client_cpu0 = cpu_ms();
   r.sigterm_sent.store(true);
   const double term = now_ms();
@@ -968,6 +1002,23 @@ nlohmann::json run(const options& o) {
       });
   const double client_cpu_shutdown = cpu_ms() - client_cpu0;
   const double server_cpu_shutdown = process_cpu_ms(o.pid) - server_cpu0;  // NaN once it exited
+  // The whole shutdown's CPU: /proc/PID/stat read every millisecond until the process is
+  // gone (ws.sh's shell reaps it at once); the last reading misses at most the last
+  // millisecond (10 ms resolution anyway). NaN when it does not exit within
+  // --close-timeout-s.
+  double server_cpu_to_exit = nan;
+  for (const double until = now_ms() + o.close_timeout_s * 1000.0;;) {
+    const auto st = process_stat_cpu(o.pid);
+    if (st.state == '?') {
+      break;  // gone: the previous reading stands
+    }
+    server_cpu_to_exit = st.ms - server_stat_cpu0;
+    if (now_ms() > until) {
+      server_cpu_to_exit = nan;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // bounded poll, a tool
+  }
 
   auto [first_shutdown, last_shutdown, notified] = spread_since(r.shutdown_at, term);
   auto [first_close_frame, last_close_frame, close_frames] = spread_since(r.close_frame_at, term);
@@ -1000,6 +1051,7 @@ nlohmann::json run(const options& o) {
   out["sigterm_to_all_closed_ms"] = last_closed;
   out["client_cpu_ms_shutdown"] = client_cpu_shutdown;
   out["server_cpu_ms_shutdown"] = server_cpu_shutdown;
+  out["server_cpu_ms_sigterm_to_exit"] = server_cpu_to_exit;
   return out;
 }
 
