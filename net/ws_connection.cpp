@@ -149,18 +149,33 @@ bool is_expected_error(const error_code& ec) {
          || ec == beast::error::timeout;
 }
 
-/// `reason` cut to what fits a close frame (123 bytes), not inside a UTF-8 sequence.
-std::string close_reason_text(std::string reason) {
-  constexpr std::size_t max_reason = 123;
-  if (reason.size() > max_reason) {
-    std::size_t n = max_reason;
-    while (n > 0 && (static_cast<unsigned char>(reason[n]) & 0xc0) == 0x80) {
-      --n;  // reason[n] continues a sequence: cut before the sequence's first byte
+/// A close frame's reason, held inline: at most 123 bytes (RFC 6455 5.5), so closing
+/// allocates nothing per connection (a shutdown closes all of them at once, from the hub's
+/// thread, and the io threads would free what it allocated).
+class close_reason {
+ public:
+  static constexpr std::size_t max_size = 123;
+
+  /// `reason` cut to what fits, not inside a UTF-8 sequence.
+  void assign(std::string_view reason) noexcept {
+    std::size_t n = reason.size();
+    if (n > max_size) {
+      n = max_size;
+      while (n > 0 && (static_cast<unsigned char>(reason[n]) & 0xc0) == 0x80) {
+        --n;  // reason[n] continues a sequence: cut before the sequence's first byte
+      }
     }
-    reason.resize(n);
+    std::copy_n(reason.data(), n, text_.data());
+    size_ = static_cast<std::uint8_t>(n);
   }
-  return reason;
-}
+  std::string_view view() const noexcept {
+    return {text_.data(), size_};
+  }
+
+ private:
+  std::array<char, max_size> text_{};
+  std::uint8_t size_ = 0;
+};
 
 /// A completion handler that asio treats as a continuation of the handler running now
 /// (the asio_handler_is_continuation hook): a write that completes at once (nearly every
@@ -393,7 +408,7 @@ class ws_handle final : public ws_connection, public std::enable_shared_from_thi
   enum class state : std::uint8_t { open, closing, closed };
 
   /// Starts closing with `code` unless already closing; false when not the first.
-  bool request_close(std::uint16_t code, std::string reason);
+  bool request_close(std::uint16_t code, std::string_view reason);
 
   /// Posts `fn(session)` onto the session's strand; false once the session or the server is
   /// gone.
@@ -414,7 +429,7 @@ class ws_handle final : public ws_connection, public std::enable_shared_from_thi
   bool close_requested_ = false;
   bool drop_requested_ = false;
   std::uint16_t close_code_ = ws_close::normal;
-  std::string close_reason_;
+  close_reason close_reason_;
 };
 
 /// The io half of a connection, on its strand: the Beast stream, the read loop, the write
@@ -480,9 +495,15 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   void on_write_failed(const error_code& ec);
   /// Writes our close frame (the queue is flushed, no Beast write is in flight), then shuts
   /// the sending side down; the read loop reads the answer.
-  void send_close_frame(std::uint16_t code, const std::string& reason);
+  void send_close_frame(std::uint16_t code, std::string_view reason);
   void on_close_frame_written(const error_code& ec);
-  void arm_close_timer();
+  void arm_close_deadline();
+
+ public:
+  /// The close deadline (ws_registry::arm_close_deadline) passed; on the strand.
+  void on_close_deadline();
+
+ private:
   /// Our own close(): the handle stops taking messages, the queue is flushed, then the close
   /// frame goes out (bounded by close_timeout from now).
   void close_from_session(std::uint16_t code, std::string reason);
@@ -499,7 +520,6 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   const std::shared_ptr<ws_handle> handle_;
   ws_handlers handlers_;
   websocket::stream<ws_socket> ws_;
-  asio::basic_waitable_timer<steady, asio::wait_traits<steady>, strand_type> close_timer_;
   beast::flat_buffer read_buffer_;
   std::optional<beast::http::request<beast::http::string_body>> request_;
   const std::string request_id_;
@@ -513,8 +533,8 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   bool waiting_beast_ = false;  ///< data frames wait for Beast's control frame to be out
   bool opened_ = false;
   bool reading_ = false;
-  bool close_timer_armed_ = false;
-  bool close_sent_ = false;  ///< our close frame is being written or was written
+  bool close_deadline_armed_ = false;  ///< the registry's close deadline is armed
+  bool close_sent_ = false;            ///< our close frame is being written or was written
   std::uint16_t close_code_ = ws_close::normal;
   bool finished_ = false;
   std::uint64_t sent_ = 0;
@@ -585,7 +605,7 @@ ws_send_result ws_handle::enqueue(std::shared_ptr<const std::string> message, bo
       state_ = state::closing;
       close_requested_ = true;
       close_code_ = o.overflow_close_code;
-      close_reason_ = "send queue overflow";
+      close_reason_.assign("send queue overflow");
     }
   }
   if (!overflowed) {
@@ -601,7 +621,7 @@ ws_send_result ws_handle::enqueue(std::shared_ptr<const std::string> message, bo
   return ws_send_result::overflow;
 }
 
-bool ws_handle::request_close(std::uint16_t code, std::string reason) {
+bool ws_handle::request_close(std::uint16_t code, std::string_view reason) {
   std::lock_guard lock(mutex_);
   if (state_ != state::open) {
     return false;
@@ -609,7 +629,7 @@ bool ws_handle::request_close(std::uint16_t code, std::string reason) {
   state_ = state::closing;
   close_requested_ = true;
   close_code_ = code;
-  close_reason_ = close_reason_text(std::move(reason));
+  close_reason_.assign(reason);
   return true;
 }
 
@@ -618,7 +638,7 @@ void ws_handle::close(std::uint16_t code, std::string reason) {
     throw std::invalid_argument("ws_connection::close: code " + std::to_string(code)
                                 + " may not be sent");
   }
-  if (request_close(code, std::move(reason))) {
+  if (request_close(code, reason)) {
     post_to_session([](ws_session& s) { s.on_close_requested(); });
   }
 }
@@ -652,7 +672,6 @@ ws_session::ws_session(std::shared_ptr<ws_registry> registry, ws_handoff handoff
                                           strand_.get_inner_executor())),
       handlers_(std::move(handoff.handlers)),
       ws_(std::move(handoff.socket)),
-      close_timer_(strand_),
       request_(std::move(handoff.request)),
       request_id_(std::move(handoff.request_id)),
       path_(std::move(handoff.path)),
@@ -822,7 +841,7 @@ void ws_session::pump() {
   for (;;) {
     std::shared_ptr<const std::string> message;
     std::uint16_t code = 0;
-    std::string reason;
+    std::optional<close_reason> reason;  // set (copied out of the handle) only to close
     {
       std::lock_guard lock(handle_->mutex_);
       handle_->queued_messages_ -= written;
@@ -839,12 +858,12 @@ void ws_session::pump() {
         message = handle_->queue_.pop();
       } else {
         code = handle_->close_code_;
-        reason = handle_->close_reason_;
+        reason = handle_->close_reason_;  // 124 bytes, no allocation
       }
     }
     if (!message) {
       if (ws_.is_open()) {
-        send_close_frame(code, reason);
+        send_close_frame(code, reason->view());
       }
       // else the peer's close frame was read: Beast answers it, on_read concludes.
       return;
@@ -938,7 +957,7 @@ void ws_session::on_write_failed(const error_code& ec) {
 }
 
 void ws_session::close_from_session(std::uint16_t code, std::string reason) {
-  if (handle_->request_close(code, std::move(reason))) {
+  if (handle_->request_close(code, reason)) {
     on_close_requested();
   }
 }
@@ -947,40 +966,41 @@ void ws_session::on_close_requested() {
   if (finished_) {
     return;
   }
-  arm_close_timer();
+  arm_close_deadline();
   pump();  // the close frame goes out once the queue is flushed
   if (opened_) {
     do_read();  // the answer comes through the read loop (a no-op while a read is pending)
   }
 }
 
-void ws_session::arm_close_timer() {
-  if (close_timer_armed_) {
+void ws_session::arm_close_deadline() {
+  if (close_deadline_armed_) {
     return;
   }
-  close_timer_armed_ = true;
-  close_timer_.expires_after(reg_.options_.close_timeout);
-  close_timer_.async_wait([self = shared_from_this()](const error_code& ec) {
-    if (ec || self->finished_) {
-      return;
-    }
-    ++self->reg_.counters_.timed_out;
-    std::uint16_t code = self->close_code_;
-    if (!self->close_sent_) {
-      std::lock_guard lock(self->handle_->mutex_);
-      code = self->handle_->close_code_;
-    }
-    self->finish(code, self->close_sent_ && self->peer_answered(), "close timeout");
-  });
+  close_deadline_armed_ = true;
+  reg_.arm_close_deadline(handle_->id(), strand_.get_inner_executor());
 }
 
-void ws_session::send_close_frame(std::uint16_t code, const std::string& reason) {
+void ws_session::on_close_deadline() {
+  if (finished_) {
+    return;
+  }
+  ++reg_.counters_.timed_out;
+  std::uint16_t code = close_code_;
+  if (!close_sent_) {
+    std::lock_guard lock(handle_->mutex_);
+    code = handle_->close_code_;
+  }
+  finish(code, close_sent_ && peer_answered(), "close timeout");
+}
+
+void ws_session::send_close_frame(std::uint16_t code, std::string_view reason) {
   close_sent_ = true;
   close_code_ = code;
   auto& socket = ws_.next_layer();
   socket.close_frame_started();
   // Beast's timer off: its keep-alive pings would follow our close frame, and its idle
-  // timeout is not the bound of the closing handshake. The close timer (armed when the
+  // timeout is not the bound of the closing handshake. The close deadline (armed when the
   // close was asked for) bounds it.
   websocket::stream_base::timeout off{};
   off.handshake_timeout = websocket::stream_base::none();
@@ -988,9 +1008,9 @@ void ws_session::send_close_frame(std::uint16_t code, const std::string& reason)
   off.keep_alive_pings = false;
   ws_.set_option(off);
   // The frame (RFC 6455 5.5.1): FIN + opcode 8, unmasked, the code in network order, then
-  // the reason (close_reason_text cut it to 123 bytes).
+  // the reason (close_reason cut it to 123 bytes).
   std::array<char, 2 + 125> frame{};
-  const auto payload = 2 + std::min<std::size_t>(reason.size(), 123);
+  const auto payload = 2 + std::min<std::size_t>(reason.size(), close_reason::max_size);
   frame[0] = static_cast<char>(0x88);
   frame[1] = static_cast<char>(payload);
   frame[2] = static_cast<char>(code >> 8);
@@ -1046,7 +1066,6 @@ void ws_session::finish(std::uint16_t code, bool clean, std::string_view why) {
     return;
   }
   finished_ = true;
-  close_timer_.cancel();
   error_code ignored;
   beast::get_lowest_layer(ws_).close(ignored);  // pending operations end with operation_aborted
   // A Beast write that waited behind a data frame now fails on the closed socket (instead of
@@ -1128,6 +1147,68 @@ void ws_registry::drop_all() {
   for (auto& [id, s] : all) {
     s->drop_on_stop();
   }
+  std::lock_guard lock(deadline_mutex_);
+  deadlines_stopped_ = true;
+  deadlines_.clear();
+  deadline_timer_.reset();  // before the server's io_context goes
+}
+
+void ws_registry::arm_close_deadline(std::uint64_t id, const asio::io_context::executor_type& io) {
+  std::lock_guard lock(deadline_mutex_);
+  if (deadlines_stopped_) {
+    return;  // the server stopped: drop_all ended every session
+  }
+  const auto at = steady::now() + options_.close_timeout;
+  deadlines_.emplace_back(at, id);
+  if (!deadline_timer_) {
+    deadline_timer_.emplace(io);
+  }
+  if (!deadline_waiting_) {
+    wait_close_deadline(at);
+  }
+}
+
+void ws_registry::wait_close_deadline(std::chrono::steady_clock::time_point at) {
+  deadline_waiting_ = true;
+  deadline_timer_->expires_at(at);
+  // `this` outlives the wait: drop_all resets the timer after the io threads were joined,
+  // and a handler not run by then is destroyed with the io_context, never run.
+  deadline_timer_->async_wait([this](const error_code& ec) {
+    if (!ec) {
+      on_close_deadlines();
+    }
+  });
+}
+
+void ws_registry::on_close_deadlines() {
+  std::vector<std::uint64_t> due;
+  {
+    std::lock_guard lock(deadline_mutex_);
+    deadline_waiting_ = false;
+    if (!deadline_timer_) {
+      return;
+    }
+    const auto now = steady::now();
+    while (!deadlines_.empty() && deadlines_.front().first <= now) {
+      due.push_back(deadlines_.front().second);
+      deadlines_.pop_front();
+    }
+    if (!deadlines_.empty()) {
+      wait_close_deadline(deadlines_.front().first);
+    }
+  }
+  for (const auto id : due) {
+    std::shared_ptr<ws_session> s;
+    {
+      std::lock_guard lock(mutex_);
+      if (auto it = sessions_.find(id); it != sessions_.end()) {
+        s = it->second;
+      }
+    }
+    if (s) {
+      ws_session::dispatch(std::move(s), [](ws_session& session) { session.on_close_deadline(); });
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1143,8 +1224,8 @@ ws_send_result enqueue_message(ws_handle& handle, std::shared_ptr<const std::str
   return handle.enqueue(std::move(message), wake);
 }
 
-bool mark_closing(ws_handle& handle, std::uint16_t code, std::string reason) {
-  return handle.request_close(code, std::move(reason));
+bool mark_closing(ws_handle& handle, std::uint16_t code, std::string_view reason) {
+  return handle.request_close(code, reason);
 }
 
 ws_wake_batch::ws_wake_batch(step s, std::size_t chunk)

@@ -6,14 +6,18 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <spdlog/logger.h>
@@ -56,6 +60,14 @@ class ws_registry {
   /// still registered on the calling thread, and refuses new ones.
   void drop_all();
 
+  /// The close deadline of session `id` (options_.close_timeout from now), on the calling
+  /// session's strand; `io` is its io_context. One timer serves every closing session: the
+  /// timeout is the same for all, so deadlines armed in order expire in order (a queue, no
+  /// timer per session to arm and cancel). At the deadline the session, if still
+  /// registered, gets on_close_deadline() on its strand; a session that ended before is
+  /// simply no longer registered.
+  void arm_close_deadline(std::uint64_t id, const boost::asio::io_context::executor_type& io);
+
   const ws_options options_;  ///< without the hook (the server keeps that)
   const std::string server_name_;
   const std::shared_ptr<spdlog::logger> log_;
@@ -68,9 +80,19 @@ class ws_registry {
   bool alive_ = true;
 
  private:
+  void on_close_deadlines();
+  /// Waits for the front deadline `at`; deadline_mutex_ held.
+  void wait_close_deadline(std::chrono::steady_clock::time_point at);
+
   std::mutex mutex_;
   bool stopped_ = false;
   std::unordered_map<std::uint64_t, std::shared_ptr<ws_session>> sessions_;
+
+  std::mutex deadline_mutex_;  ///< guards the three below (and every call on the timer)
+  std::deque<std::pair<std::chrono::steady_clock::time_point, std::uint64_t>> deadlines_;
+  std::optional<boost::asio::steady_timer> deadline_timer_;  ///< reset by drop_all
+  bool deadline_waiting_ = false;
+  bool deadlines_stopped_ = false;
 };
 
 /// Everything a WebSocket session starts from: the upgraded socket (its executor is the
@@ -108,7 +130,7 @@ ws_send_result enqueue_message(ws_handle& handle, std::shared_ptr<const std::str
 
 /// ws_connection::close without the wake-up post (`code` must be sendable): true when this
 /// started the closing; the caller must then add the handle to a ws_wake_batch (step close).
-bool mark_closing(ws_handle& handle, std::uint16_t code, std::string reason);
+bool mark_closing(ws_handle& handle, std::uint16_t code, std::string_view reason);
 
 /// Wakes many sessions with few posts. add() keeps the handle (not the session: the caller's
 /// thread then touches nothing of the session, whose state the io thread owns); each `chunk`

@@ -1082,6 +1082,19 @@ TEST_CASE("ws: invalid options and arguments are refused", "[ws]") {
   CHECK(r->close_reason == std::string(123, 'r'));
   REQUIRE(rec.wait_closed(1));
   CHECK(rec.closed().at(0).clean);
+
+  // The cut is never inside a UTF-8 sequence: "é" at bytes 123-124 goes whole (Beast's
+  // client would fail a close frame whose reason is not valid UTF-8).
+  ws_client c2(io);
+  REQUIRE(c2.connect(port));
+  REQUIRE(rec.wait_opened(2));
+  auto conn2 = rec.opened().at(1);
+  conn2->close(4002, std::string(122, 'r') + "\xc3\xa9 and more");
+  r = c2.read();
+  REQUIRE(r);
+  CHECK(r->close_code == 4002);
+  CHECK(r->close_reason == std::string(122, 'r'));
+  REQUIRE(rec.wait_closed(2));
 }
 
 TEST_CASE("ws: drop() aborts at once", "[ws]") {
