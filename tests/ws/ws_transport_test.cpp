@@ -786,6 +786,56 @@ TEST_CASE("ws: close is clean when the peer answers, dropped at the close timeou
   CHECK(lingering.wait_closed());
 }
 
+TEST_CASE("ws: close deadlines expire in order, each close_timeout after its own close", "[ws]") {
+  // One timer serves every closing connection (the registry's deadline queue): each mute
+  // peer is dropped no sooner than close_timeout after its own close, and the deadline of
+  // a connection that ended cleanly before it passes without effect.
+  recording_server f(
+      [&](http_server_options& o) { o.websocket.close_timeout = std::chrono::milliseconds(300); });
+  auto& rec = f.rec;
+  auto& server = f.server;
+  const auto port = f.port;
+
+  auto a = upgraded_raw_ws(port);
+  REQUIRE(rec.wait_opened(1));
+  auto first = rec.opened().at(0);
+  const auto a_closed_at = steady::now();
+  first->close(si::net::ws_close::going_away, "a");
+  REQUIRE(rec.wait_closed(1));
+  CHECK(steady::now() - a_closed_at >= std::chrono::milliseconds(250));
+
+  // After the first deadline fired (the timer idle again): one peer that answers, then two
+  // that do not, closed one after the other.
+  ws_io io;
+  ws_client d(io);
+  REQUIRE(d.connect(port));
+  REQUIRE(rec.wait_opened(2));  // one at a time: opened() is in this order
+  auto b = upgraded_raw_ws(port);
+  REQUIRE(rec.wait_opened(3));
+  auto c = upgraded_raw_ws(port);
+  REQUIRE(rec.wait_opened(4));
+  const auto opened = rec.opened();
+  const auto d_conn = opened.at(1);
+  d_conn->close(si::net::ws_close::going_away, "d");
+  auto r = d.read();  // Beast's client answers the close frame while reading
+  REQUIRE(r);
+  CHECK(r->close_code == 1001);
+  REQUIRE(rec.wait_closed(2));
+  CHECK(rec.closed_of(d_conn->id()).clean);
+  const auto bc_closed_at = steady::now();
+  opened.at(2)->close(si::net::ws_close::going_away, "b");
+  opened.at(3)->close(si::net::ws_close::going_away, "c");
+  REQUIRE(rec.wait_closed(4));
+  CHECK(steady::now() - bc_closed_at >= std::chrono::milliseconds(250));
+  CHECK_FALSE(rec.closed_of(opened.at(2)->id()).clean);
+  CHECK_FALSE(rec.closed_of(opened.at(3)->id()).clean);
+  // The clean one's deadline came before theirs: it passed, and counted nothing.
+  CHECK(server.stats().ws_timed_out == 3);
+  CHECK(a.read_until_close() == std::optional<std::uint16_t>(1001));
+  CHECK(b.read_until_close() == std::optional<std::uint16_t>(1001));
+  CHECK(c.read_until_close() == std::optional<std::uint16_t>(1001));
+}
+
 TEST_CASE("ws: Beast's pong waits behind a data frame the kernel took only in part", "[ws]") {
   // Data frames are written straight to the socket; Beast writes its control frames. A pong
   // asked for while a large data frame is only partly written must follow it whole: any
