@@ -48,6 +48,8 @@ namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 using steady = std::chrono::steady_clock;
+using detail::strand_executor;
+using detail::strand_socket;
 
 namespace {
 
@@ -85,7 +87,7 @@ bool is_parse_error(const error_code& ec) {
          && ec != http::error::header_limit && ec != http::error::body_limit;
 }
 
-std::string endpoint_string(const tcp::socket& socket) {
+std::string endpoint_string(const strand_socket& socket) {
   error_code ec;
   auto ep = socket.remote_endpoint(ec);
   if (ec) {
@@ -188,7 +190,7 @@ class http_server_core {
   /// acceptor_mutex_ held. A client that gave up before it was accepted is skipped; any
   /// other error ends it and is left in `ec` (would_block: the backlog is empty).
   std::size_t accept_backlog(std::size_t limit, error_code& ec);
-  void start_connection(tcp::socket socket);
+  void start_connection(strand_socket socket);
   std::vector<std::shared_ptr<session>> snapshot();
 
   std::atomic<bool> started_{false};
@@ -214,7 +216,7 @@ class http_server_core {
   std::vector<std::thread> threads_;
 };
 
-/// One connection, driven on its strand (the tcp_stream's executor).
+/// One connection, driven on its strand (the stream's executor).
 ///
 /// Reading and writing are independent: the read side reads requests ahead (up to
 /// max_pipelined unanswered ones) and hands each to the handler; every request gets a slot
@@ -229,7 +231,7 @@ class http_server_core {
 /// for close_linger_timeout before closing, so the client reads the response, not an RST.
 class session : public std::enable_shared_from_this<session> {
  public:
-  session(http_server_core& core, tcp::socket socket, gate::hold hold, std::uint64_t id,
+  session(http_server_core& core, strand_socket socket, gate::hold hold, std::uint64_t id,
           bool counted, bool reject);
   ~session();
   session(const session&) = delete;
@@ -252,7 +254,7 @@ class session : public std::enable_shared_from_this<session> {
   /// Fills slot `seq` with `res` (from a respond_fn, via post); on the strand.
   void respond(std::uint64_t seq, http_response res);
 
-  asio::any_io_executor executor() {
+  strand_executor executor() {
     return stream_.get_executor();
   }
 
@@ -331,7 +333,10 @@ class session : public std::enable_shared_from_this<session> {
   const std::uint64_t id_;
   bool counted_;  ///< in connections_open_ (until a WebSocket hand-off)
   const bool reject_;
-  beast::tcp_stream stream_;
+  /// The strand as the stream's concrete executor (not asio::any_io_executor, whose copies
+  /// and conversions in every asynchronous operation allocate: a strand does not fit its
+  /// small buffer); the socket keeps it when it is handed to a WebSocket session.
+  beast::basic_stream<tcp, strand_executor> stream_;
   asio::steady_timer timer_;
   std::string remote_;
   const steady::time_point accepted_at_ = steady::now();
@@ -451,7 +456,7 @@ class responder {
 // ---------------------------------------------------------------------------------------
 // session
 
-session::session(http_server_core& core, tcp::socket socket, gate::hold hold, std::uint64_t id,
+session::session(http_server_core& core, strand_socket socket, gate::hold hold, std::uint64_t id,
                  bool counted, bool reject)
     : core_(core),
       hold_(std::move(hold)),
@@ -1449,7 +1454,7 @@ std::size_t http_server_core::accept_backlog(std::size_t limit, error_code& ec) 
   std::size_t started = 0;
   ec = {};
   while (started < limit) {
-    tcp::socket socket(asio::make_strand(io_context_));
+    strand_socket socket(asio::make_strand(io_context_));
     acceptor_.accept(socket, ec);  // non-blocking (set in start)
     if (ec == asio::error::connection_aborted) {
       ec = {};  // the client gave up before it was accepted: the next one
@@ -1464,7 +1469,7 @@ std::size_t http_server_core::accept_backlog(std::size_t limit, error_code& ec) 
   return started;
 }
 
-void http_server_core::start_connection(tcp::socket socket) {
+void http_server_core::start_connection(strand_socket socket) {
   auto hold = connections_.enter();
   if (!hold) {
     // Accepted after begin_drain (begin_drain without close_acceptor first): not served.

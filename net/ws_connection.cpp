@@ -199,7 +199,7 @@ double millis_since(steady::time_point start) {
   return std::chrono::duration<double, std::milli>(steady::now() - start).count();
 }
 
-using strand_type = asio::strand<asio::io_context::executor_type>;
+using strand_type = strand_executor;  // the connection's, given by the HTTP server
 
 /// The header of an unmasked, unfragmented text frame of `size` payload bytes (RFC 6455 5.2:
 /// the server never masks) into `out` (10 bytes at most); returns its length.
@@ -227,11 +227,11 @@ std::size_t text_frame_header(unsigned char* out, std::size_t size) noexcept {
 /// a socket asio took over by assign() is deregistered with an extra epoll_ctl at its close),
 /// as a type of its own so that the close handshake ends with our teardown (below) instead of
 /// Beast's and so that Beast's frames and the session's data frames stay apart.
-class ws_socket : public tcp::socket {
-  using base = tcp::socket;
+class ws_socket : public strand_socket {
+  using base = strand_socket;
 
  public:
-  explicit ws_socket(tcp::socket&& socket) : base(std::move(socket)) {
+  explicit ws_socket(strand_socket&& socket) : base(std::move(socket)) {
     // asio marks every socket it adopted by assign() - accept() does that too - as possibly
     // shared with another descriptor, so that close() takes it out of epoll explicitly: one
     // epoll_ctl per close, 6% of the io threads' time while 10,000 sessions end. This one
@@ -374,19 +374,6 @@ void async_teardown(beast::role_type role, ws_socket& socket, Handler&& handler)
   // Completed as if by post (an asynchronous operation never completes inside its
   // initiating call).
   asio::post(socket.get_executor(), beast::bind_front_handler(std::forward<Handler>(handler), ec));
-}
-
-/// The strand the HTTP server gave the upgraded connection (every socket of the server has
-/// one); a new strand on the socket's io_context otherwise.
-strand_type connection_strand(tcp::socket& socket) {
-  const auto ex = socket.get_executor();
-  if (const auto* strand = ex.target<strand_type>()) {
-    return *strand;
-  }
-  if (const auto* io = ex.target<asio::io_context::executor_type>()) {
-    return asio::make_strand(*io);
-  }
-  throw std::logic_error("websocket session: the socket's executor is not an io_context's");
 }
 
 }  // namespace
@@ -675,7 +662,7 @@ bool ws_handle::is_open() const {
 ws_session::ws_session(std::shared_ptr<ws_registry> registry, ws_handoff handoff)
     : registry_(std::move(registry)),
       reg_(*registry_),
-      strand_(connection_strand(handoff.socket)),
+      strand_(handoff.socket.get_executor()),
       handle_(std::make_shared<ws_handle>(handoff.id, std::move(handoff.remote), registry_,
                                           strand_.get_inner_executor())),
       handlers_(std::move(handoff.handlers)),

@@ -18,6 +18,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <spdlog/logger.h>
@@ -26,6 +27,11 @@
 #include "net/ws_connection.hpp"
 
 namespace si::net::detail {
+
+/// Every connection of the server runs on a strand of its io_context, the concrete executor
+/// type of its socket (and so of the WebSocket session that takes the socket over).
+using strand_executor = boost::asio::strand<boost::asio::io_context::executor_type>;
+using strand_socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, strand_executor>;
 
 class ws_session;
 
@@ -98,7 +104,7 @@ class ws_registry {
 /// Everything a WebSocket session starts from: the upgraded socket (its executor is the
 /// connection's strand), the upgrade request (for the 101 response) and the hook's handlers.
 struct ws_handoff {
-  boost::asio::ip::tcp::socket socket;
+  strand_socket socket;
   boost::beast::http::request<boost::beast::http::string_body> request;
   ws_handlers handlers;
   std::uint64_t id = 0;
