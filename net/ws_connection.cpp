@@ -994,14 +994,20 @@ void ws_session::send_close_frame(std::uint16_t code, std::string_view reason) {
   close_code_ = code;
   auto& socket = ws_.next_layer();
   socket.close_frame_started();
-  // Beast's timer off: its keep-alive pings would follow our close frame, and its idle
-  // timeout is not the bound of the closing handshake. The close deadline (armed when the
-  // close was asked for) bounds it.
-  websocket::stream_base::timeout off{};
-  off.handshake_timeout = websocket::stream_base::none();
-  off.idle_timeout = websocket::stream_base::none();
-  off.keep_alive_pings = false;
-  ws_.set_option(off);
+  // Beast's idle timeout and keep-alive pings off: its pings would follow our close frame
+  // (they would be dropped, see ws_socket), and its idle timeout is not the bound of the
+  // closing handshake: the close deadline (armed when the close was asked for) is. Its
+  // timer's pending wait is left alone: when it fires, with the idle timeout off, it does
+  // nothing, and the stream cancels it when the answer ends it. Turning every timeout off
+  // would cancel it here - a removal from asio's timer heap among 10,000 others, under the
+  // lock both io threads take, 5% of their time while a shutdown writes its close frames.
+  // The handshake timeout (not `none` unless configured so: only then is the timer
+  // cancelled) applies to a WebSocket handshake, long done.
+  auto timeouts = websocket::stream_base::timeout{};
+  timeouts.handshake_timeout = reg_.options_.handshake_timeout;
+  timeouts.idle_timeout = websocket::stream_base::none();
+  timeouts.keep_alive_pings = false;
+  ws_.set_option(timeouts);
   // The frame (RFC 6455 5.5.1): FIN + opcode 8, unmasked, the code in network order, then
   // the reason (close_reason cut it to 123 bytes).
   std::array<char, 2 + 125> frame{};
