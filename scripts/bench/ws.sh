@@ -185,7 +185,7 @@ ratio() {  # A / B with one decimal, "-" when either is missing
   awk -v a="$1" -v b="$2" 'BEGIN { if (a == "null" || b == "null" || b <= 0) print "-";
     else printf "%.1f\n", a / b }'
 }
-echo "floor (raw sockets, same machine, same run): broadcast p99 $(fms .p99_median_round_ms) ms (median round), sender CPU $(fms .sender_cpu_ms_per_round) ms, client CPU $(fms .client_cpu_ms_per_round) ms per broadcast; close frames + replies + TCP close: all closed $(fms .all_closed_ms) ms after the command"
+echo "floor (raw sockets, same machine, same run): broadcast p99 $(fms .p99_median_round_ms) ms (median round), sender CPU $(fms .sender_cpu_ms_per_round) ms, client CPU $(fms .client_cpu_ms_per_round) ms per broadcast; close frames, answers, the end of each stream: all closed $(fms .all_closed_ms) ms after the command"
 fanout=$(ratio "$(jq .p99_median_round_ms "$r")" "$(jq .p99_median_round_ms "$f")")
 server_close=$(jq "if .sigterm_to_all_closed_ms == null then null
   else .sigterm_to_all_closed_ms - $grace end" "$r")
