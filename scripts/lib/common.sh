@@ -7,6 +7,7 @@ SI_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SI_PACKAGES=(
   build-essential cmake ccache pkg-config clang-format
   libcaf-dev libboost-dev libhiredis-dev libsoci-dev libsqlite3-dev libpq-dev libssl-dev openssl
+  libjemalloc-dev
   libspdlog-dev catch2 nlohmann-json3-dev libsimdjson-dev
   postgresql-15 postgresql-client-15 redis-server redis-tools sqlite3 jq curl procps
   prometheus python3 python3-yaml
