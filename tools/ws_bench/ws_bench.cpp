@@ -981,7 +981,8 @@ nlohmann::json run(const options& o) {
     return out;
   }
 
-  const double server_cpu0 = process_cpu_ms(o.pid);
+  // From /proc/PID/stat, not the threads' schedstat: the server's threads end during its
+  // shutdown, and the sum over the threads still there would shrink (10 ms resolution).
   const double server_stat_cpu0 = process_stat_cpu(o.pid).ms;
   const double client_cpu0 = cpu_ms();
   r.sigterm_sent.store(true);
@@ -1001,7 +1002,7 @@ nlohmann::json run(const options& o) {
                + " connections ended after SIGTERM";
       });
   const double client_cpu_shutdown = cpu_ms() - client_cpu0;
-  const double server_cpu_shutdown = process_cpu_ms(o.pid) - server_cpu0;  // NaN once it exited
+  const double server_cpu_shutdown = process_stat_cpu(o.pid).ms - server_stat_cpu0;  // NaN: exited
   // The whole shutdown's CPU: /proc/PID/stat read every millisecond until the process is
   // gone (ws.sh's shell reaps it at once); the last reading misses at most the last
   // millisecond (10 ms resolution anyway). NaN when it does not exit within
