@@ -247,15 +247,7 @@ class ws_socket : public strand_socket {
 
  public:
   ws_socket(strand_socket&& socket, ws_write_state& shared)
-      : base(std::move(socket)), st_(&shared) {
-    // asio marks every socket it adopted by assign() - accept() does that too - as possibly
-    // shared with another descriptor, so that close() takes it out of epoll explicitly: one
-    // epoll_ctl per close, 6% of the io threads' time while 10,000 sessions end. This one
-    // came from accept() and is never duplicated, so close() alone removes it.
-    auto& state = impl_.get_implementation().state_;
-    state = static_cast<asio::detail::socket_ops::state_type>(
-        state & ~asio::detail::socket_ops::possible_dup);
-  }
+      : base(std::move(socket)), st_(&shared) {}
 
   // The session's frames and Beast's. The session writes its data frames and its own close
   // frame itself, straight to the socket (ws_session::pump: one non-blocking send, with no
