@@ -223,6 +223,19 @@ std::size_t text_frame_header(unsigned char* out, std::size_t size) noexcept {
   return 10;
 }
 
+/// One non-blocking sendmsg of `iov` (an interrupted call is repeated): the bytes the kernel
+/// took, or -1 with errno set (EAGAIN or EWOULDBLOCK: nothing taken, the buffers are full).
+ssize_t send_now(int fd, iovec* iov, std::size_t count) noexcept {
+  msghdr mh{};
+  mh.msg_iov = iov;
+  mh.msg_iovlen = count;
+  ssize_t n = 0;
+  do {
+    n = ::sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  return n;
+}
+
 /// What the session's writer and its socket share (ws_socket below). It lives in the session,
 /// next to the fields the writer reads for every message: the socket itself lives inside
 /// Beast's stream, two cache lines away, and a broadcast to 10,000 connections touches each
@@ -254,7 +267,7 @@ class ws_socket : public strand_socket {
   // Beast or asio write operation per frame), and Beast writes the other control frames
   // (pong, keep-alive ping, the answer to a close the peer started, close 1009 for a message
   // over the limit) through async_write_some below. Two rules keep frames whole on the wire:
-  // the session starts a frame only while no Beast write is in flight (beast_writing()),
+  // the session starts a frame only while no Beast write is in flight (beast_writes),
   // and while one of its frames is only partly written (set_data_pending) Beast's next write
   // waits for it (deferred, then run_deferred()). After our close frame Beast writes nothing
   // (close_frame_started).
@@ -265,18 +278,9 @@ class ws_socket : public strand_socket {
     return *this;
   }
 
-  /// No frame of the session's may be written any more (ws_write_state::stream_ended).
-  bool stream_ended() const noexcept {
-    return st_->stream_ended;
-  }
   /// Beast tears the connection down or closes the socket (teardown, beast_close_socket).
   void mark_ended() noexcept {
     st_->stream_ended = true;
-  }
-
-  /// A Beast write has begun and its completion has not run yet.
-  bool beast_writing() const noexcept {
-    return st_->beast_writes > 0;
   }
 
   /// Called (on the strand, from the completion of Beast's last write in flight) when no
@@ -918,13 +922,7 @@ void ws_session::pump() {
     header_size_ = text_frame_header(header_.data(), message->size());
     iovec iov[2] = {{header_.data(), header_size_},
                     {const_cast<char*>(message->data()), message->size()}};
-    msghdr mh{};
-    mh.msg_iov = iov;
-    mh.msg_iovlen = 2;
-    ssize_t n = 0;
-    do {
-      n = ::sendmsg(wstate_.fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
+    const auto n = send_now(wstate_.fd, iov, 2);
     const auto total = header_size_ + message->size();
     if (n >= 0 && static_cast<std::size_t>(n) == total) {
       ++sent_;
@@ -1060,10 +1058,8 @@ void ws_session::send_close_frame(std::uint16_t code, std::string_view reason) {
   frame[3] = static_cast<char>(code & 0xff);
   std::copy_n(reason.data(), payload - 2, frame.data() + 4);
   const auto size = 2 + payload;
-  ssize_t n = 0;
-  do {
-    n = ::send(wstate_.fd, frame.data(), size, MSG_DONTWAIT | MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
+  iovec iov{frame.data(), size};
+  const auto n = send_now(wstate_.fd, &iov, 1);
   if (n >= 0 && static_cast<std::size_t>(n) == size) {
     // Written whole: the sending side ends at once. The client reads the close frame and
     // the end of the stream together, answers and is done, instead of waiting for the
