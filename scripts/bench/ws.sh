@@ -78,6 +78,8 @@ fi
 ulimit -n "$want"
 
 if [ "$client" != native ]; then floor=0; fi  # the floor is ws-bench's peer
+close_each=()  # passed to ws-bench and ws-floor alike
+if [ "${WS_CLIENT_CLOSE_EACH:-0}" != 0 ]; then close_each=(--close-each); fi
 if [ -z "${SI_BIN:-}" ] || { [ "$client" = native ] && [ -z "${WS_BENCH_BIN:-}" ]; } \
     || { [ "$floor" != 0 ] && [ -z "${WS_FLOOR_BIN:-}" ]; }; then
   si_install_deps
@@ -129,7 +131,7 @@ si_wait_for "server" 30 curl -sf "http://127.0.0.1:$port/health"
 # HTTP drain has nothing to wait for.
 if [ "$client" = native ]; then
   read -r -a extra <<<"${WS_BENCH_OPTS:-}"
-  if [ "${WS_CLIENT_CLOSE_EACH:-0}" != 0 ]; then extra+=(--close-each); fi
+  extra+=("${close_each[@]}")
   "$WS_BENCH_BIN" "$port" "$server_pid" "$clients" "$grace" "$rounds" "$workers" "${extra[@]}" \
     >"$dir/out.json"
   who="native ws-bench, $workers thread(s)"
@@ -172,9 +174,7 @@ echo "server exit code:            $code"
 # The floor: after the server has exited, so that the two never share the machine.
 [ "$floor" != 0 ] || exit 0
 floor_code=0
-floor_extra=()
-if [ "${WS_CLIENT_CLOSE_EACH:-0}" != 0 ]; then floor_extra+=(--close-each); fi
-"$WS_FLOOR_BIN" "$clients" "$rounds" "${floor_extra[@]}" >"$dir/floor.json" || floor_code=$?
+"$WS_FLOOR_BIN" "$clients" "$rounds" "${close_each[@]}" >"$dir/floor.json" || floor_code=$?
 if [ "$floor_code" != 0 ]; then
   echo "floor (raw sockets, same machine, same run): ws-floor failed (exit $floor_code, reason above)"
   exit 1
