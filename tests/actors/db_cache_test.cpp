@@ -133,7 +133,7 @@ void run_db_suite(const storage::database_url& url) {
 }  // namespace
 
 TEST_CASE("db actor on SQLite", "[db][sqlite]") {
-  run_db_suite(temp_sqlite("db"));
+  run_db_suite(temp_sqlite("db").url);
 }
 
 TEST_CASE("db actor on PostgreSQL", "[db][postgres]") {
@@ -202,7 +202,8 @@ TEST_CASE("db actor replaces a worker stuck past the query timeout", "[db][sqlit
   real_system rs;
   caf::scoped_actor self{rs.sys};
   db_options opts;
-  opts.url = temp_sqlite("stuck");
+  const auto db_file = temp_sqlite("stuck");
+  opts.url = db_file.url;
   opts.pool_size = 1;
   opts.query_timeout = 100ms;
   auto db = spawn_db(rs.sys, opts);

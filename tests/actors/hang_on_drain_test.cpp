@@ -234,7 +234,8 @@ TEST_CASE("TEST_HANG_ON_DRAIN accepts exactly the actors of the shutdown plan", 
 TEST_CASE("an actor told to hang ignores its drain and keeps running until killed", "[hang]") {
   auto hang = GENERATE(true, false);
   INFO("test_hang_on_drain = " << hang);
-  auto url = temp_sqlite(hang ? "hang" : "nohang");
+  const auto db_file = temp_sqlite(hang ? "hang" : "nohang");
+  const auto& url = db_file.url;
   real_system rs;
   auto& sys = rs.sys;
   auto db = spawn_db(sys, db_options{url, 1});
@@ -304,7 +305,8 @@ TEST_CASE("an actor told to hang ignores its drain and keeps running until kille
 
 TEST_CASE("a gateway killed in its drain leaves the WebSockets to the ws_hub: 1001, not a cut",
           "[hang]") {
-  auto url = temp_sqlite("handover");
+  const auto db_file = temp_sqlite("handover");
+  const auto& url = db_file.url;
   real_system rs;
   auto& sys = rs.sys;
   auto db = spawn_db(sys, db_options{url, 1});

@@ -11,6 +11,8 @@
 
 #include <filesystem>
 #include <string>
+#include <system_error>
+#include <utility>
 #include <variant>
 
 namespace si::test {
@@ -28,8 +30,22 @@ struct real_system {
   }
 };
 
-/// A fresh, migrated SQLite database under the temp directory, named after the test.
-inline storage::database_url temp_sqlite(const std::string& name) {
+/// A fresh, migrated SQLite database under the temp directory, named after the test; its
+/// directory is removed with it (an open file is only unlinked, so actors may outlive it).
+struct temp_sqlite_db {
+  std::filesystem::path dir;
+  storage::database_url url;
+  temp_sqlite_db(std::filesystem::path d, storage::database_url u)
+      : dir(std::move(d)), url(std::move(u)) {}
+  temp_sqlite_db(const temp_sqlite_db&) = delete;
+  temp_sqlite_db& operator=(const temp_sqlite_db&) = delete;
+  ~temp_sqlite_db() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+inline temp_sqlite_db temp_sqlite(const std::string& name) {
   auto dir = std::filesystem::temp_directory_path()
              / ("si-actors-" + std::to_string(::getpid()) + "-" + name);
   std::filesystem::remove_all(dir);
@@ -37,7 +53,7 @@ inline storage::database_url temp_sqlite(const std::string& name) {
       storage::parse_database_url("sqlite://" + (dir / "t.db").string()));
   auto sql = storage::open_session(url);
   storage::migrate(*sql, url.kind);
-  return url;
+  return temp_sqlite_db{dir, url};
 }
 
 }  // namespace si::test

@@ -76,7 +76,8 @@ struct black_hole {
 }  // namespace
 
 TEST_CASE("sync scheduler: a run missed while down runs at start; a recent one waits", "[sync]") {
-  auto url = temp_sqlite("catchup");
+  const auto db_file = temp_sqlite("catchup");
+  const auto& url = db_file.url;
   real_system rs;
   auto db = spawn_db(rs.sys, db_options{url, 1});
   caf::scoped_actor self{rs.sys};
@@ -154,7 +155,8 @@ TEST_CASE("sync scheduler: a run missed while down runs at start; a recent one w
 }
 
 TEST_CASE("sync scheduler: a run invalidates the cache keys it affected", "[sync]") {
-  auto url = temp_sqlite("invalidate");
+  const auto db_file = temp_sqlite("invalidate");
+  const auto& url = db_file.url;
   {
     // One successful USDC payment an hour ago: the run builds its corridor.
     auto sql = storage::open_session(url);
@@ -210,7 +212,8 @@ TEST_CASE("sync scheduler: a run invalidates the cache keys it affected", "[sync
 
 TEST_CASE("sync scheduler: drain while a Horizon read hangs cancels it; nothing written",
           "[sync]") {
-  auto url = temp_sqlite("drain");
+  const auto db_file = temp_sqlite("drain");
+  const auto& url = db_file.url;
   real_system rs;
   auto db = spawn_db(rs.sys, db_options{url, 1});
   caf::scoped_actor self{rs.sys};
