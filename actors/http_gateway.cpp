@@ -49,6 +49,8 @@ void describe_http_metrics(net::metrics_registry& m) {
                      "WebSocket text messages received from clients.");
   m.describe_counter("si_ws_transport_messages_dropped_total",
                      "WebSocket messages refused or discarded by send-queue overflows.");
+  m.describe_counter("si_ws_transport_close_frames_written_total",
+                     "Close frames the server wrote whole (the shutdown's 1001 included).");
   m.describe_counter("si_ws_transport_closes_total",
                      "WebSocket connections the transport closed itself, by reason.");
 }

@@ -642,6 +642,8 @@ void handle_metrics(route_context& ctx, net::http_request req, net::respond_fn r
                          d(stats.ws_messages_received));
     metrics->counter_set("si_ws_transport_messages_dropped_total", {},
                          d(stats.ws_messages_dropped));
+    metrics->counter_set("si_ws_transport_close_frames_written_total", {},
+                         d(stats.ws_close_frames_sent));
     metrics->counter_set("si_ws_transport_closes_total", {{"reason", "overflow"}},
                          d(stats.ws_overflow_closes));
     metrics->counter_set("si_ws_transport_closes_total", {{"reason", "oversize"}},

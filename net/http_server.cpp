@@ -1415,6 +1415,7 @@ std::uint16_t http_server_core::start() {
   work_.emplace(io_context_.get_executor());
   const unsigned n = options_.io_threads > 0 ? options_.io_threads
                                              : std::max(1u, std::thread::hardware_concurrency());
+  ws_->set_io_threads(n);
   for (unsigned i = 0; i < n; ++i) {
     threads_.emplace_back([this] {
       for (;;) {
@@ -1676,6 +1677,7 @@ http_server_stats http_server_core::stats() const {
   s.ws_oversize_closes = w.oversize_closes.load();
   s.ws_binary_closes = w.binary_closes.load();
   s.ws_timed_out = w.timed_out.load();
+  s.ws_close_frames_sent = w.close_frames_sent.load();
   return s;
 }
 

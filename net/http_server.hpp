@@ -101,6 +101,7 @@ struct http_server_stats {
   std::uint64_t ws_oversize_closes = 0;    ///< connections closed 1009 (message too big)
   std::uint64_t ws_binary_closes = 0;      ///< connections closed 1003 (binary message)
   std::uint64_t ws_timed_out = 0;          ///< dropped by a handshake, idle or close timeout
+  std::uint64_t ws_close_frames_sent = 0;  ///< our close frames written whole
 };
 
 /// An HTTP/1.1 server on its own io_context threads. Each connection is a session on a

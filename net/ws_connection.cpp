@@ -1061,6 +1061,7 @@ void ws_session::send_close_frame(std::uint16_t code, std::string_view reason) {
   iovec iov{frame.data(), size};
   const auto n = send_now(wstate_.fd, &iov, 1);
   if (n >= 0 && static_cast<std::size_t>(n) == size) {
+    ++reg_.counters_.close_frames_sent;
     // Written whole: the sending side ends at once. The client reads the close frame and
     // the end of the stream together, answers and is done, instead of waiting for the
     // server to read its answer and only then send the FIN. The answer still arrives (a
@@ -1096,6 +1097,7 @@ void ws_session::on_close_frame_written(const error_code& ec) {
     }
     return;  // aborted: the connection is ending, the read completion concludes
   }
+  ++reg_.counters_.close_frames_sent;
   error_code ignored;
   ws_.next_layer().shutdown(tcp::socket::shutdown_send, ignored);
 }
@@ -1294,18 +1296,75 @@ void ws_wake_batch::add(ws_handle& handle) {
     g->handles.reserve(chunk_);
   }
   g->handles.push_back(handle.shared_from_this());
-  if (g->handles.size() >= chunk_) {
+  if (step_ == step::kick && g->handles.size() >= chunk_) {
     post(*g);  // at once: the io threads start writing while the caller goes on
   }
 }
 
 void ws_wake_batch::flush() {
   for (auto& g : groups_) {
-    if (!g.handles.empty()) {
+    if (g.handles.empty()) {
+      continue;
+    }
+    if (step_ == step::kick) {
       post(g);
+    } else {
+      post_close_pass(g);
     }
   }
 }
+
+namespace {
+
+/// Runs `st` for every handle's live session, on its strand (inline when the strand is
+/// idle); on an io thread of the handles' server.
+void wake_sessions(const std::vector<std::shared_ptr<ws_handle>>& handles, ws_wake_batch::step st) {
+  for (const auto& h : handles) {
+    // The session is locked here, on the io thread that runs it, not by the caller.
+    auto s = h->session_.lock();
+    if (!s) {
+      continue;  // ended meanwhile: its handle is closed, what was queued is discarded
+    }
+    ws_session::dispatch(std::move(s), [st](ws_session& session) {
+      if (st == ws_wake_batch::step::kick) {
+        session.on_kick();
+      } else {
+        session.on_close_requested();
+      }
+    });
+  }
+}
+
+/// One close pass (ws_wake_batch::post_close_pass): the first of its tasks to run writes it,
+/// the others wait until that one is done. A task waits only for a pass already being
+/// written by another thread, never for one not yet begun, so two passes posted at the same
+/// time cannot hold each other's threads (each is written by the first of its tasks to run)
+/// and a stopped io_context, which runs no more tasks, leaves no task waiting.
+struct close_pass {
+  enum : int { queued, writing, done };
+  std::vector<std::shared_ptr<ws_handle>> handles;
+  std::atomic<int> state{queued};
+
+  void run() {
+    int expected = queued;
+    if (state.compare_exchange_strong(expected, writing, std::memory_order_acq_rel)) {
+      struct mark_done {
+        std::atomic<int>& s;
+        ~mark_done() {
+          s.store(done, std::memory_order_release);
+          s.notify_all();
+        }
+      } at_exit{state};
+      wake_sessions(handles, ws_wake_batch::step::close);
+      return;
+    }
+    for (int s = expected; s == writing; s = state.load(std::memory_order_acquire)) {
+      state.wait(s, std::memory_order_acquire);
+    }
+  }
+};
+
+}  // namespace
 
 void ws_wake_batch::post(group& g) {
   std::vector<std::shared_ptr<ws_handle>> handles;
@@ -1318,22 +1377,23 @@ void ws_wake_batch::post(group& g) {
   }
   // One task for the chunk, posted to the io_context itself (the strands' inner executor).
   const auto io = handles.front()->io_;
-  asio::post(io, [st = step_, handles = std::move(handles)]() {
-    for (const auto& h : handles) {
-      // The session is locked here, on the io thread that runs it, not by the caller.
-      auto s = h->session_.lock();
-      if (!s) {
-        continue;  // ended meanwhile: its handle is closed, what was queued is discarded
-      }
-      ws_session::dispatch(std::move(s), [st](ws_session& session) {
-        if (st == step::kick) {
-          session.on_kick();
-        } else {
-          session.on_close_requested();
-        }
-      });
-    }
-  });
+  asio::post(io, [st = step_, handles = std::move(handles)]() { wake_sessions(handles, st); });
+}
+
+void ws_wake_batch::post_close_pass(group& g) {
+  auto pass = std::make_shared<close_pass>();
+  pass->handles.swap(g.handles);
+  std::shared_lock lock(g.registry->life_mutex_);  // as in post()
+  if (!g.registry->alive_) {
+    return;
+  }
+  // One task per io thread, all alike: the first to run writes the close frames, each other
+  // one keeps its thread from reading answers (and from the cores) until they are all out
+  // (why, and what it costs: docs/websocket-transport.md, "Close pass").
+  const auto io = pass->handles.front()->io_;
+  for (unsigned i = 0, n = g.registry->io_threads(); i < n; ++i) {
+    asio::post(io, [pass] { pass->run(); });
+  }
 }
 
 void start_ws_session(const std::shared_ptr<ws_registry>& registry, ws_handoff handoff) {

@@ -19,9 +19,10 @@ namespace si::net {
 
 /// Tunables of the batched calls.
 struct ws_batch_options {
-  /// Connections woken by one task posted to the io threads. A chunk is posted as soon as it
-  /// is full, so the io threads start writing while the caller is still queueing the rest;
-  /// smaller chunks spread the writes over more io threads sooner, larger ones post less.
+  /// ws_fanout: connections woken by one task posted to the io threads. A chunk is posted as
+  /// soon as it is full, so the io threads start writing while the caller is still queueing
+  /// the rest; smaller chunks spread the writes over more io threads sooner, larger ones post
+  /// less. (ws_close_all writes its close frames in one pass; it only validates `chunk`.)
   std::size_t chunk = 256;
 };
 
@@ -47,7 +48,9 @@ ws_fanout_result ws_fanout(std::span<ws_connection* const> connections,
 
 /// Starts the close handshake on every connection in `connections`: for each, what
 /// connection->close(code, reason) does (messages queued before are written first; only
-/// the first close of a connection counts; closed connections are skipped). Never blocks.
+/// the first close of a connection counts; closed connections are skipped). Never blocks the
+/// caller. The close frames are written in one pass: by one io thread, while the server's
+/// other io threads wait for it (docs/websocket-transport.md, "Close pass").
 /// Throws std::invalid_argument, before closing anything, when `code` may not be sent
 /// (ws_close_code_sendable), for a null connection or a chunk of 0.
 void ws_close_all(std::span<ws_connection* const> connections, std::uint16_t code,

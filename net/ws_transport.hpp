@@ -47,6 +47,7 @@ struct ws_counters {
   std::atomic<std::uint64_t> oversize_closes{0};
   std::atomic<std::uint64_t> binary_closes{0};
   std::atomic<std::uint64_t> timed_out{0};
+  std::atomic<std::uint64_t> close_frames_sent{0};
 };
 
 /// Shared by a server and its WebSocket sessions (and, through them, by every ws_connection
@@ -74,6 +75,15 @@ class ws_registry {
   /// simply no longer registered.
   void arm_close_deadline(std::uint64_t id, const boost::asio::io_context::executor_type& io);
 
+  /// How many threads run the server's io_context (set by the server before they start; 1
+  /// until then): ws_wake_batch's close pass holds all of them but the one writing.
+  void set_io_threads(unsigned n) noexcept {
+    io_threads_.store(n < 1 ? 1 : n, std::memory_order_relaxed);
+  }
+  unsigned io_threads() const noexcept {
+    return io_threads_.load(std::memory_order_relaxed);
+  }
+
   const ws_options options_;  ///< without the hook (the server keeps that)
   const std::string server_name_;
   const std::shared_ptr<spdlog::logger> log_;
@@ -86,6 +96,8 @@ class ws_registry {
   bool alive_ = true;
 
  private:
+  std::atomic<unsigned> io_threads_{1};
+
   void on_close_deadlines();
   /// Waits for the front deadline `at`; deadline_mutex_ held.
   void wait_close_deadline(std::chrono::steady_clock::time_point at);
@@ -139,11 +151,19 @@ ws_send_result enqueue_message(ws_handle& handle, std::shared_ptr<const std::str
 bool mark_closing(ws_handle& handle, std::uint16_t code, std::string_view reason);
 
 /// Wakes many sessions with few posts. add() keeps the handle (not the session: the caller's
-/// thread then touches nothing of the session, whose state the io thread owns); each `chunk`
-/// handles of one server become one task posted onto that server's io_context, which runs
-/// every live session's step on the session's strand (inline when the strand is idle: the
-/// io thread is already running). flush() (and the destructor) posts what is left. One
-/// batch per calling thread; not thread-safe itself.
+/// thread then touches nothing of the session, whose state the io thread owns); the handles
+/// of one server become tasks posted onto that server's io_context, which run every live
+/// session's step on the session's strand (inline when the strand is idle: the io thread is
+/// already running). One batch per calling thread; not thread-safe itself.
+///
+/// step kick: each `chunk` handles are one task, posted as soon as the chunk is full (the io
+/// threads start writing while the caller goes on); flush() (and the destructor) posts the
+/// rest.
+/// step close: flush() (and the destructor) posts the whole close pass at once: one io
+/// thread writes every close frame while the server's other io threads wait for it (one
+/// task each, posted with the pass). No answer to a close frame is read and no connection
+/// torn down until every close frame is out, and the pass takes one core, not all of them
+/// (docs/websocket-transport.md, "Close pass").
 class ws_wake_batch {
  public:
   enum class step : std::uint8_t { kick, close };
@@ -164,6 +184,7 @@ class ws_wake_batch {
     std::vector<std::shared_ptr<ws_handle>> handles;
   };
   void post(group& g);
+  void post_close_pass(group& g);
 
   const step step_;
   const std::size_t chunk_;

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -32,10 +33,11 @@ std::shared_ptr<const std::string> msg(std::string s) {
 
 /// A server whose /ws accepts every upgrade into `rec` (no echo); HTTP requests get 404.
 std::unique_ptr<http_server> fanout_server(ws_recorder& rec,
-                                           const std::function<void(si::net::ws_options&)>& tune) {
+                                           const std::function<void(si::net::ws_options&)>& tune,
+                                           unsigned io_threads = 2) {
   si::net::http_server_options o;
   o.host = "127.0.0.1";
-  o.io_threads = 2;
+  o.io_threads = io_threads;
   o.websocket.hook = [&rec](const si::net::ws_upgrade_request&) {
     return si::net::ws_upgrade_decision::accept(rec.handlers(false));
   };
@@ -330,6 +332,51 @@ TEST_CASE("ws_close_all: what was queued is written, then one close frame each",
   }
   // Each close frame followed the completed write of the message before it.
   CHECK(server->stats().ws_messages_sent == n);
+}
+
+TEST_CASE("ws_close_all: every close frame is out before any answer is read", "[ws][fanout]") {
+  // Four io threads and clients that answer at once: were the pass spread over the threads
+  // or the answers read meanwhile, a connection would end (on_closed) while close frames of
+  // others were still to be written.
+  constexpr std::size_t n = 200;
+  ws_recorder rec;
+  std::atomic<const http_server*> server_ptr{nullptr};
+  std::mutex seen_mutex;
+  std::vector<std::uint64_t> frames_out_at_close;  // the server's close frames, per on_closed
+  auto server = fanout_server(
+      rec,
+      [&](si::net::ws_options& o) {
+        o.hook = [&](const si::net::ws_upgrade_request&) {
+          auto h = rec.handlers(false);
+          h.on_closed = [&, inner = h.on_closed](const ws_connection_ptr& c, std::uint16_t code,
+                                                 bool clean) {
+            {
+              std::lock_guard lock(seen_mutex);
+              frames_out_at_close.push_back(server_ptr.load()->stats().ws_close_frames_sent);
+            }
+            inner(c, code, clean);
+          };
+          return si::net::ws_upgrade_decision::accept(std::move(h));
+        };
+      },
+      4);
+  server_ptr = server.get();
+  const auto port = server->start();
+  readers clients(port, n);
+  REQUIRE(rec.wait_opened(n));
+  const auto targets = raw(rec.opened());
+
+  si::net::ws_close_all(targets, 1001, "going away");
+  REQUIRE(clients.wait_ended());
+  REQUIRE(rec.wait_closed(n));
+  for (const auto& c : rec.closed()) {
+    CHECK(c.code == 1001);
+    CHECK(c.clean);
+  }
+  std::lock_guard lock(seen_mutex);
+  REQUIRE(frames_out_at_close.size() == n);
+  CHECK(*std::min_element(frames_out_at_close.begin(), frames_out_at_close.end()) == n);
+  CHECK(server->stats().ws_close_frames_sent == n);
 }
 
 TEST_CASE("ws_fanout: after the server stopped every connection counts as closed", "[ws][fanout]") {
