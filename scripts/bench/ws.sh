@@ -30,8 +30,8 @@
 # is the server's LOG_LEVEL.
 # The floor (--client native only): once the server has exited, tools/ws_floor (`ws-floor`)
 # runs with the same CLIENTS and ROUNDS: what this host does with no framework at all (a
-# forked raw-socket server writing pre-encoded frames from nproc threads, and a client like
-# ws-bench's), a peer measured in the same run. Two more lines at the end: the floor's
+# forked raw-socket server writing pre-encoded frames from nproc threads, its close frames
+# from one, and a client like ws-bench's), a peer measured in the same run. Two more lines at the end: the floor's
 # figures, and the server's as multiples of them (fan-out p99; SIGTERM -> all closed minus
 # GRACE_MS against the floor's close phase). --no-floor (before CLIENTS) or WS_FLOOR=0 skips
 # it; WS_FLOOR_BIN=path/to/ws-floor skips its build (built in build/release otherwise). A

@@ -7,10 +7,13 @@
 /// non-blocking) on a free 127.0.0.1 port (bound before the fork, so both processes know it)
 /// and obeys commands from a socketpair. "broadcast": T sender threads each send() one
 /// pre-encoded unmasked text frame of B payload bytes to each connection of a contiguous
-/// share (a short write or EAGAIN is an error: the buffers are empty). "close": each sender
-/// thread sends a close frame (1001) and the FIN (shutdown) to each of its share, then waits
-/// (its own epoll) for each connection's masked close reply, reads it and close()s the
-/// socket: the server side of RFC 6455's closing handshake as net/ws_connection.cpp does it.
+/// share (a short write or EAGAIN is an error: the buffers are empty). "close": one thread
+/// sends a close frame (1001) and the FIN (shutdown) to every connection, then the T sender
+/// threads wait (each its own epoll) for each close reply of their share, read it and
+/// close() the socket: the server side of RFC 6455's closing handshake as
+/// net/ws_connection.cpp does it (its close pass is one io thread's, the answers read after;
+/// --close-in-parallel: each sender thread writes the close frames of its own share, then
+/// reads its replies).
 /// It reports its CPU time per phase.
 ///
 /// The parent is the client, built like ws-bench's: non-blocking sockets, one epoll loop per
@@ -82,6 +85,7 @@ struct options {
   unsigned round_gap_ms = 300;
   unsigned timeout_s = 60;
   bool close_each = false;
+  bool close_in_parallel = false;
 };
 
 constexpr std::string_view usage_text = R"(usage: ws-floor CLIENTS ROUNDS [--option value ...]
@@ -97,6 +101,9 @@ options (defaults in brackets):
   --timeout-s N            bound of every wait (connecting, one round, closing) [60]
   --close-each             the client closes each socket as soon as its connection ended
                            (by default once every connection ended, as ws-bench does)
+  --close-in-parallel      each sender thread writes the close frames of its share, then
+                           reads its replies (by default one thread writes them all, then
+                           the sender threads read the replies)
 )";
 
 options parse_options(int argc, char** argv) {
@@ -113,6 +120,10 @@ options parse_options(int argc, char** argv) {
                          [&](std::string_view a, int&) {
                            if (a == "--close-each") {
                              o.close_each = true;
+                             return true;
+                           }
+                           if (a == "--close-in-parallel") {
+                             o.close_in_parallel = true;
                              return true;
                            }
                            return false;
@@ -207,14 +218,22 @@ class raw_server {
   }
 
   /// Runs the broadcast (or close) on o_.senders threads, joins them, rethrows an error.
+  /// The close frames are written first by this thread, all of them, unless
+  /// close_in_parallel.
   void on_senders(bool close) {
+    const bool one_writer = close && !o_.close_in_parallel;
+    if (one_writer) {
+      send_range(0, o_.clients, close_frame_, true);
+    }
     std::mutex m;
     std::string error;
     std::vector<std::thread> threads;
     for (unsigned t = 0; t < o_.senders; ++t) {
       threads.emplace_back([&, t] {
         try {
-          send_all(t, close ? close_frame_ : text_frame_, close);
+          if (!one_writer) {
+            send_range(begin(t), begin(t + 1), close ? close_frame_ : text_frame_, close);
+          }
           if (close) {
             await_replies(t);
           }
@@ -234,8 +253,8 @@ class raw_server {
 
   /// `fin`: the sending side is shut down right after the frame, as the server does after
   /// its close frame (the client reads the close frame and the end of the stream together).
-  void send_all(unsigned t, const std::string& frame, bool fin) const {
-    for (unsigned i = begin(t); i < begin(t + 1); ++i) {
+  void send_range(unsigned from, unsigned to, const std::string& frame, bool fin) const {
+    for (unsigned i = from; i < to; ++i) {
       const auto n = ::send(fds_[i], frame.data(), frame.size(), MSG_NOSIGNAL);
       if (n < 0) {
         fail_errno("connection " + std::to_string(i) + ": send");
