@@ -1340,10 +1340,16 @@ void wake_sessions(const std::vector<std::shared_ptr<ws_handle>>& handles, ws_wa
 /// written by another thread, never for one not yet begun, so two passes posted at the same
 /// time cannot hold each other's threads (each is written by the first of its tasks to run)
 /// and a stopped io_context, which runs no more tasks, leaves no task waiting.
+///
+/// The writer starts once every task is in the io_context's queue (`posted`): an answer
+/// wakes an io thread by itself (epoll), and what that thread's reactor queues goes behind
+/// whatever is queued already, so behind the waiting tasks only if they were queued before
+/// the first close frame went out.
 struct close_pass {
   enum : int { queued, writing, done };
   std::vector<std::shared_ptr<ws_handle>> handles;
   std::atomic<int> state{queued};
+  std::atomic<bool> posted{false};  ///< set by the poster once all tasks are queued
 
   void run() {
     int expected = queued;
@@ -1355,6 +1361,7 @@ struct close_pass {
           s.notify_all();
         }
       } at_exit{state};
+      posted.wait(false, std::memory_order_acquire);  // the poster posts, nothing more
       wake_sessions(handles, ws_wake_batch::step::close);
       return;
     }
@@ -1391,6 +1398,13 @@ void ws_wake_batch::post_close_pass(group& g) {
   // one keeps its thread from reading answers (and from the cores) until they are all out
   // (why, and what it costs: docs/websocket-transport.md, "Close pass").
   const auto io = pass->handles.front()->io_;
+  struct mark_posted {  // even when a post throws: the writer must not wait for ever
+    close_pass& p;
+    ~mark_posted() {
+      p.posted.store(true, std::memory_order_release);
+      p.posted.notify_all();
+    }
+  } at_exit{*pass};
   for (unsigned i = 0, n = g.registry->io_threads(); i < n; ++i) {
     asio::post(io, [pass] { pass->run(); });
   }
