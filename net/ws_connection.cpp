@@ -242,14 +242,20 @@ ssize_t send_now(int fd, iovec* iov, std::size_t count) noexcept {
 /// connection's memory once, cold (the two loads it took there were a third of the writer's
 /// own time in a profile).
 struct ws_write_state {
-  int fd = -1;                ///< the socket's descriptor, set at the opening: valid until
-                              ///< finish() or stream_ended (every close of the socket sets one)
-  unsigned beast_writes = 0;  ///< Beast writes begun whose completion has not run
-  bool data_pending = false;  ///< one of the session's frames is only partly written
-  bool after_close = false;   ///< our close frame began: Beast writes nothing more
-  bool stream_ended = false;  ///< the peer's close frame was read, Beast sent a close frame
-                              ///< or closed the socket: no frame of ours may follow
+  ws_handle* handle = nullptr;  ///< the session's handle (set by the session's constructor)
+  int fd = -1;                  ///< the socket's descriptor, set at the opening: valid until
+                                ///< finish() or stream_ended (every close of the socket sets one)
+  unsigned beast_writes = 0;    ///< Beast writes begun whose completion has not run
+  bool data_pending = false;    ///< one of the session's frames is only partly written
+  bool after_close = false;     ///< our close frame began: Beast writes nothing more
+  bool stream_ended = false;    ///< the peer's close frame was read, Beast sent a close frame
+                                ///< or closed the socket: no frame of ours may follow
 };
+
+/// Under the handle's mutex: no direct write (ws_handle::idle_fd_) from now on. Returns
+/// false while a data frame a direct write left unfinished waits for the session (whatever
+/// would be written now must wait behind it).
+bool revoke_direct_writes(ws_handle& handle) noexcept;
 
 /// The WebSocket session's socket: the upgraded TCP socket itself (moved, not re-registered:
 /// a socket asio took over by assign() is deregistered with an extra epoll_ctl at its close),
@@ -264,13 +270,16 @@ class ws_socket : public strand_socket {
 
   // The session's frames and Beast's. The session writes its data frames and its own close
   // frame itself, straight to the socket (ws_session::pump: one non-blocking send, with no
-  // Beast or asio write operation per frame), and Beast writes the other control frames
-  // (pong, keep-alive ping, the answer to a close the peer started, close 1009 for a message
-  // over the limit) through async_write_some below. Two rules keep frames whole on the wire:
-  // the session starts a frame only while no Beast write is in flight (beast_writes),
-  // and while one of its frames is only partly written (set_data_pending) Beast's next write
-  // waits for it (deferred, then run_deferred()). After our close frame Beast writes nothing
-  // (close_frame_started).
+  // Beast or asio write operation per frame) - and while its writer is idle, a fan-out's
+  // task may write queued data frames the same way (ws_handle::idle_fd_, under the handle's
+  // mutex) - and Beast writes the other control frames (pong, keep-alive ping, the answer to
+  // a close the peer started, close 1009 for a message over the limit) through
+  // async_write_some below. Three rules keep frames whole on the wire: the session starts a
+  // frame only while no Beast write is in flight (beast_writes); while one of its frames is
+  // only partly written (set_data_pending, or a direct write's rest handed to the session)
+  // Beast's next write waits for it (deferred, then run_deferred()); and Beast's write, like
+  // the session's, first revokes the direct writes. After our close frame Beast writes
+  // nothing (close_frame_started).
 
   /// The socket as asio's type: writes through it bypass the rules above (the session's
   /// own rest of a frame).
@@ -278,9 +287,11 @@ class ws_socket : public strand_socket {
     return *this;
   }
 
-  /// Beast tears the connection down or closes the socket (teardown, beast_close_socket).
+  /// Beast tears the connection down or closes the socket (teardown, beast_close_socket):
+  /// before the close, so that no direct write can reach the descriptor once it is freed.
   void mark_ended() noexcept {
     st_->stream_ended = true;
+    revoke_direct_writes(*st_->handle);
   }
 
   /// Called (on the strand, from the completion of Beast's last write in flight) when no
@@ -325,7 +336,7 @@ class ws_socket : public strand_socket {
                                            asio::buffer_size(buffers)));
       return;
     }
-    if (st_->data_pending) {
+    if (st_->data_pending || !revoke_direct_writes(*st_->handle)) {
       // Behind the data frame being written: started again by run_deferred().
       deferred_ = make_deferred([this, buffers, h = std::forward<WriteHandler>(handler)]() mutable {
         async_write_some(buffers, std::move(h));
@@ -460,6 +471,24 @@ class ws_handle final : public ws_connection, public std::enable_shared_from_thi
   bool drop_requested_ = false;
   std::uint16_t close_code_ = ws_close::normal;
   close_reason close_reason_;
+
+  // Direct writes (write_directly, from a fan-out's task on any io thread). The session
+  // publishes its socket's descriptor here while its writer is idle: open, nothing of its own
+  // or of Beast's in flight or deferred, no close begun, the stream not ended. Whatever is
+  // about to write or close the socket on the strand clears it first, under mutex_, and a
+  // direct write happens under mutex_ only: the two never overlap, and a direct write never
+  // reaches a descriptor that was closed (and perhaps reused).
+  int idle_fd_ = -1;
+  /// The rest of a data frame a direct write left unfinished: the session writes it first.
+  struct unfinished_frame {
+    std::shared_ptr<const std::string> message;
+    std::array<unsigned char, 10> header{};
+    std::size_t header_size = 0;
+    std::size_t done = 0;  ///< bytes of header + message already written
+  };
+  std::optional<unfinished_frame> handoff_;
+  int handoff_errno_ = 0;          ///< a direct write failed with it: the session ends
+  std::uint64_t direct_sent_ = 0;  ///< messages direct writes wrote (the session's count)
 };
 
 /// The io half of a connection, on its strand: the Beast stream, the read loop, the write
@@ -520,6 +549,9 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   void do_read();
   void on_read(const error_code& ec);
   void pump();
+  /// Writes the rest of writing_ (header_ and header_size_ its frame header) from byte
+  /// `done` of the frame on, asynchronously; nothing else is written until it is out.
+  void write_rest(std::size_t done);
   void on_data_written(const error_code& ec);
   /// After a data frame's write failed (not at `finish`): the end, logged as a write error.
   void on_write_failed(const error_code& ec);
@@ -574,6 +606,16 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
 
 // ---------------------------------------------------------------------------------------
 // ws_handle
+
+namespace {
+
+bool revoke_direct_writes(ws_handle& handle) noexcept {
+  std::lock_guard lock(handle.mutex_);
+  handle.idle_fd_ = -1;
+  return !handle.handoff_;
+}
+
+}  // namespace
 
 template <class Fn>
 bool ws_handle::post_to_session(Fn fn) {
@@ -706,7 +748,9 @@ ws_session::ws_session(std::shared_ptr<ws_registry> registry, ws_handoff handoff
       request_(std::move(handoff.request)),
       request_id_(std::move(handoff.request_id)),
       path_(std::move(handoff.path)),
-      received_at_(handoff.received_at) {}
+      received_at_(handoff.received_at) {
+  wstate_.handle = handle_.get();
+}
 
 ws_session::~ws_session() {
   if (opened_ && !finished_) {
@@ -730,6 +774,7 @@ void ws_session::start() {
   ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
     if (kind == websocket::frame_type::close) {
       wstate_.stream_ended = true;
+      revoke_direct_writes(*handle_);
     }
   });
   ws_.read_message_max(o.max_message_size);
@@ -874,31 +919,51 @@ void ws_session::pump() {
   if (finished_ || !opened_ || writing_ || close_sent_) {
     return;  // after the handshake, on_accept pumps; after a partial write, its completion
   }
-  auto& socket = ws_.next_layer();
   std::size_t written = 0;  // the message written at once in the last round, to account
   std::size_t written_bytes = 0;
   for (;;) {
     std::shared_ptr<const std::string> message;
     std::uint16_t code = 0;
     std::optional<close_reason> reason;  // set (copied out of the handle) only to close
+    std::optional<ws_handle::unfinished_frame> rest;
+    int failed = 0;
     {
       std::lock_guard lock(handle_->mutex_);
       handle_->queued_messages_ -= written;
       handle_->queued_bytes_ -= written_bytes;
-      if (handle_->queue_.empty() && !handle_->close_requested_) {
+      handle_->idle_fd_ = -1;  // the session writes (or waits): no direct write meanwhile
+      if (handle_->handoff_errno_ != 0) {
+        failed = std::exchange(handle_->handoff_errno_, 0);
+      } else if (handle_->handoff_) {
+        rest = std::move(handle_->handoff_);
+        handle_->handoff_.reset();
+      } else if (handle_->queue_.empty() && !handle_->close_requested_) {
         handle_->pump_pending_ = false;  // idle: the next send() posts a pump
+        if (wstate_.beast_writes == 0 && !wstate_.data_pending && !wstate_.stream_ended) {
+          handle_->idle_fd_ = wstate_.fd;  // a fan-out may write directly until revoked
+        }
         return;
-      }
-      if (wstate_.beast_writes > 0) {
+      } else if (wstate_.beast_writes > 0) {
         waiting_beast_ = true;  // pump_pending_ stays set: resumed by on_beast_idle
         return;
-      }
-      if (!handle_->queue_.empty()) {
+      } else if (!handle_->queue_.empty()) {
         message = handle_->queue_.pop();
       } else {
         code = handle_->close_code_;
         reason = handle_->close_reason_;  // 124 bytes, no allocation
       }
+    }
+    if (failed != 0) {
+      on_write_failed(error_code(failed, boost::system::system_category()));
+      return;
+    }
+    if (rest) {
+      // A direct write's frame the kernel took only in part (write_directly): its rest first.
+      writing_ = std::move(rest->message);
+      header_ = rest->header;
+      header_size_ = rest->header_size;
+      write_rest(rest->done);
+      return;
     }
     if (!message) {
       if (!wstate_.stream_ended) {
@@ -943,20 +1008,24 @@ void ws_session::pump() {
     }
     // The kernel took a part or nothing (the client is not reading fast enough): the rest
     // asynchronously, and nothing else (Beast's frames included) until it is out.
-    const auto done = n > 0 ? static_cast<std::size_t>(n) : 0;
-    std::array<asio::const_buffer, 2> rest{
-        asio::buffer(header_.data() + std::min(done, header_size_),
-                     header_size_ - std::min(done, header_size_)),
-        asio::buffer(message->data() + (done > header_size_ ? done - header_size_ : 0),
-                     message->size() - (done > header_size_ ? done - header_size_ : 0))};
     writing_ = std::move(message);
-    socket.set_data_pending(true);
-    asio::async_write(socket.data_stream(), rest,
-                      continuation{[self = shared_from_this()](const error_code& ec, std::size_t) {
-                        self->on_data_written(ec);
-                      }});
+    write_rest(n > 0 ? static_cast<std::size_t>(n) : 0);
     return;
   }
+}
+
+void ws_session::write_rest(std::size_t done) {
+  const auto head_done = std::min(done, header_size_);
+  const auto body_done = done > header_size_ ? done - header_size_ : 0;
+  std::array<asio::const_buffer, 2> rest{
+      asio::buffer(header_.data() + head_done, header_size_ - head_done),
+      asio::buffer(writing_->data() + body_done, writing_->size() - body_done)};
+  auto& socket = ws_.next_layer();
+  socket.set_data_pending(true);
+  asio::async_write(socket.data_stream(), rest,
+                    continuation{[self = shared_from_this()](const error_code& ec, std::size_t) {
+                      self->on_data_written(ec);
+                    }});
 }
 
 void ws_session::on_data_written(const error_code& ec) {
@@ -1107,6 +1176,12 @@ void ws_session::finish(std::uint16_t code, bool clean, std::string_view why) {
     return;
   }
   finished_ = true;
+  {
+    std::lock_guard lock(handle_->mutex_);
+    handle_->idle_fd_ = -1;     // before the close: see ws_handle::idle_fd_
+    handle_->handoff_.reset();  // a direct write's rest: not written, the connection ends
+    handle_->handoff_errno_ = 0;
+  }
   error_code ignored;
   beast::get_lowest_layer(ws_).close(ignored);  // pending operations end with operation_aborted
   // A Beast write that waited behind a data frame now fails on the closed socket (instead of
@@ -1119,6 +1194,7 @@ void ws_session::finish(std::uint16_t code, bool clean, std::string_view why) {
     handle_->queue_.discard();
     handle_->queued_messages_ = 0;
     handle_->queued_bytes_ = 0;
+    sent_ += std::exchange(handle_->direct_sent_, 0);
   }
   if (opened_) {
     --reg_.counters_.open;
@@ -1316,10 +1392,61 @@ void ws_wake_batch::flush() {
 
 namespace {
 
+/// A fan-out's wake-up without the session: while the session's writer is idle (it
+/// published the descriptor, ws_handle::idle_fd_), the queued data frames are written right
+/// here, under the handle's mutex, each in one non-blocking sendmsg - no lock of the
+/// session, no dispatch onto its strand. True when that left nothing for the session: the
+/// queue is empty and no close waits. False when the session must run: its writer is not
+/// idle, a close waits, the kernel took a frame only in part (its rest is handed to the
+/// session, which writes it before anything else) or the write failed (the session ends).
+bool write_directly(ws_handle& h) {
+  std::lock_guard lock(h.mutex_);
+  if (h.idle_fd_ < 0) {
+    return false;
+  }
+  for (;;) {
+    if (h.queue_.empty()) {
+      if (h.close_requested_) {
+        return false;  // the close frame is the session's
+      }
+      h.pump_pending_ = false;  // idle again: the next send() or fan-out wakes it
+      return true;
+    }
+    auto message = h.queue_.pop();
+    ws_handle::unfinished_frame frame;
+    frame.header_size = text_frame_header(frame.header.data(), message->size());
+    iovec iov[2] = {{frame.header.data(), frame.header_size},
+                    {const_cast<char*>(message->data()), message->size()}};
+    const auto n = send_now(h.idle_fd_, iov, 2);
+    if (n >= 0 && static_cast<std::size_t>(n) == frame.header_size + message->size()) {
+      --h.queued_messages_;
+      h.queued_bytes_ -= message->size();
+      ++h.direct_sent_;
+      ++h.registry_->counters_.messages_sent;
+      continue;
+    }
+    h.idle_fd_ = -1;  // pump_pending_ stays set: the session is woken below
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      h.handoff_errno_ = errno;
+      --h.queued_messages_;
+      h.queued_bytes_ -= message->size();
+      return false;
+    }
+    // Still counted as queued until the session has written its rest (on_data_written).
+    frame.done = n > 0 ? static_cast<std::size_t>(n) : 0;
+    frame.message = std::move(message);
+    h.handoff_ = std::move(frame);
+    return false;
+  }
+}
+
 /// Runs `st` for every handle's live session, on its strand (inline when the strand is
-/// idle); on an io thread of the handles' server.
+/// idle); on an io thread of the handles' server. A kick writes directly when it can.
 void wake_sessions(const std::vector<std::shared_ptr<ws_handle>>& handles, ws_wake_batch::step st) {
   for (const auto& h : handles) {
+    if (st == ws_wake_batch::step::kick && write_directly(*h)) {
+      continue;
+    }
     // The session is locked here, on the io thread that runs it, not by the caller.
     auto s = h->session_.lock();
     if (!s) {

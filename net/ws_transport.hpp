@@ -158,7 +158,8 @@ bool mark_closing(ws_handle& handle, std::uint16_t code, std::string_view reason
 ///
 /// step kick: each `chunk` handles are one task, posted as soon as the chunk is full (the io
 /// threads start writing while the caller goes on); flush() (and the destructor) posts the
-/// rest.
+/// rest. The task writes an idle session's queued frames itself, under the handle's mutex
+/// (net/ws_connection.cpp, write_directly), and wakes the others.
 /// step close: flush() (and the destructor) posts the whole close pass at once: one io
 /// thread writes every close frame while the server's other io threads wait for it (one
 /// task each, posted with the pass). No answer to a close frame is read and no connection

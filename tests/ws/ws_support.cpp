@@ -323,6 +323,10 @@ std::optional<raw_reply> raw_ws::upgrade(std::string_view target, std::string_vi
   return read_reply();
 }
 
+bool raw_ws::await_data(std::chrono::milliseconds limit) {
+  return !buffer_.empty() || fill(steady::now() + limit) > 0;
+}
+
 long raw_ws::fill(steady::time_point deadline) {
   for (;;) {
     auto left =

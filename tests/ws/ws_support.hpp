@@ -142,6 +142,9 @@ class raw_ws {
   std::optional<raw_reply> upgrade(std::string_view target, std::string_view extra = {});
   /// Reads one HTTP answer (head, and a Content-Length body).
   std::optional<raw_reply> read_reply(std::chrono::milliseconds limit = wait_limit);
+  /// True once some bytes of the server's next frame arrived (they stay buffered for
+  /// read_frame); false on close/EOF or after `limit`.
+  bool await_data(std::chrono::milliseconds limit = wait_limit);
   /// Reads one frame; nothing on close/EOF or after `limit`.
   std::optional<raw_frame> read_frame(std::chrono::milliseconds limit = wait_limit);
   /// Sends one masked frame.
