@@ -379,6 +379,38 @@ TEST_CASE("ws_close_all: every close frame is out before any answer is read", "[
   CHECK(server->stats().ws_close_frames_sent == n);
 }
 
+TEST_CASE("ws_fanout: connections their clients reset end, whoever finds the reset first",
+          "[ws][fanout]") {
+  // The fan-out races the server's read of each reset: either its task's direct write fails
+  // (the failure is handed to the session, which ends) or the session ended first (closed).
+  ws_recorder rec;
+  auto server = fanout_server(rec, {});
+  const auto port = server->start();
+  constexpr std::size_t n = 20;
+  std::vector<raw_ws> clients;
+  clients.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    clients.emplace_back(port);
+    const auto answer = clients.back().upgrade("/ws");
+    REQUIRE((answer && answer->status == 101));
+  }
+  REQUIRE(rec.wait_opened(n));
+  const auto targets = raw(rec.opened());
+  for (auto& c : clients) {
+    c.reset();
+  }
+  const auto r = ws_fanout(targets, msg("after the reset"));
+  CHECK(r.queued + r.closed == n);
+  CHECK(r.overflowed.empty());
+  REQUIRE(rec.wait_closed(n));
+  for (const auto& c : rec.closed()) {
+    CHECK(c.code == 1006);
+    CHECK_FALSE(c.clean);
+  }
+  CHECK(ws_fanout(targets, msg("again")).closed == n);
+  CHECK(server->stats().ws_open == 0);
+}
+
 TEST_CASE("ws_fanout: after the server stopped every connection counts as closed", "[ws][fanout]") {
   ws_recorder rec;
   auto server = fanout_server(rec, {});

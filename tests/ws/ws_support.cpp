@@ -501,6 +501,14 @@ void raw_ws::close() {
   }
 }
 
+void raw_ws::reset() {
+  if (fd_ >= 0) {
+    linger l{1, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  }
+  close();
+}
+
 // ---------------------------------------------------------------------------------------
 // ws_recorder
 

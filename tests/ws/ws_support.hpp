@@ -157,6 +157,8 @@ class raw_ws {
   bool wait_closed(std::chrono::milliseconds limit = wait_limit);
   /// Closes our socket (as a client does once the server's FIN arrived).
   void close();
+  /// Closes our socket with a reset (SO_LINGER 0): the server's next write fails.
+  void reset();
 
  private:
   long fill(std::chrono::steady_clock::time_point deadline);
