@@ -11,6 +11,8 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <span>
 #include <vector>
 
 #include "net/http_server.hpp"
@@ -377,6 +379,74 @@ TEST_CASE("ws_close_all: every close frame is out before any answer is read", "[
   REQUIRE(frames_out_at_close.size() == n);
   CHECK(*std::min_element(frames_out_at_close.begin(), frames_out_at_close.end()) == n);
   CHECK(server->stats().ws_close_frames_sent == n);
+}
+
+TEST_CASE("ws_close_all: passes posted at once, or from an io thread, all complete",
+          "[ws][fanout]") {
+  // A pass holds the server's io threads until its close frames are written: two posted at
+  // once must not hold each other's threads, and one posted from a handler (on an io thread,
+  // busy until the handler returns) must not wait for that thread.
+  const bool from_handler = GENERATE(false, true);
+  INFO("from a handler: " << from_handler);
+  constexpr std::size_t n = 40;
+  ws_recorder rec;
+  std::atomic<const std::vector<ws_connection*>*> everyone{nullptr};
+  const auto close_in_two_passes = [](const std::vector<ws_connection*>& all, bool on_two_threads) {
+    const std::span<ws_connection* const> s(all);
+    const auto half = s.size() / 2;
+    const auto first = [&] { si::net::ws_close_all(s.first(half), 1001, "one"); };
+    const auto second = [&] { si::net::ws_close_all(s.subspan(half), 1001, "two"); };
+    if (on_two_threads) {
+      std::thread a(first);
+      std::thread b(second);
+      a.join();
+      b.join();
+    } else {
+      first();
+      second();
+    }
+  };
+  auto server = fanout_server(
+      rec,
+      [&](si::net::ws_options& o) {
+        o.hook = [&](const si::net::ws_upgrade_request&) {
+          auto h = rec.handlers(false);
+          h.on_text = [&, inner = h.on_text](const ws_connection_ptr& c, std::string m) {
+            if (const auto* all = everyone.load(); all != nullptr && m == "close everyone") {
+              close_in_two_passes(*all, false);
+            }
+            inner(c, std::move(m));
+          };
+          return si::net::ws_upgrade_decision::accept(std::move(h));
+        };
+      },
+      2);
+  const auto port = server->start();
+  raw_ws trigger(port);  // opened first: it sends the text that closes everyone
+  const auto answer = trigger.upgrade("/ws");
+  REQUIRE((answer && answer->status == 101));
+  REQUIRE(rec.wait_opened(1));
+  readers clients(port, n);
+  REQUIRE(rec.wait_opened(n + 1));
+  const auto targets = raw(rec.opened());
+  if (from_handler) {
+    everyone = &targets;
+    REQUIRE(trigger.send_frame(1, "close everyone"));
+  } else {
+    close_in_two_passes(targets, true);
+  }
+  const auto code = trigger.read_until_close();
+  REQUIRE(code.has_value());
+  CHECK(*code == 1001);
+  REQUIRE(trigger.send_frame(
+      8, std::string{static_cast<char>(1001 >> 8), static_cast<char>(1001 & 0xff)}));
+  REQUIRE(clients.wait_ended());
+  REQUIRE(rec.wait_closed(n + 1));
+  for (const auto& c : rec.closed()) {
+    CHECK(c.code == 1001);
+    CHECK(c.clean);
+  }
+  CHECK(server->stats().ws_close_frames_sent == n + 1);
 }
 
 TEST_CASE("ws_fanout: connections their clients reset end, whoever finds the reset first",
