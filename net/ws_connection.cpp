@@ -236,6 +236,36 @@ ssize_t send_now(int fd, iovec* iov, std::size_t count) noexcept {
   return n;
 }
 
+/// One text frame written by send_text_frame: how much of it the kernel took.
+struct frame_write {
+  std::size_t header_size = 0;  ///< of the header built into the caller's buffer
+  std::size_t total = 0;        ///< header and message
+  std::size_t done = 0;         ///< bytes taken (0 when nothing or on an error)
+  int error = 0;                ///< the write failed with it (EAGAIN is no error: nothing taken)
+
+  bool whole() const noexcept {
+    return done == total;
+  }
+};
+
+/// A text frame of `message` (its header built into `header`, which must live until the
+/// frame is written) in one non-blocking sendmsg of header and shared message (send_now).
+frame_write send_text_frame(int fd, std::array<unsigned char, 10>& header,
+                            const std::string& message) noexcept {
+  frame_write w;
+  w.header_size = text_frame_header(header.data(), message.size());
+  w.total = w.header_size + message.size();
+  iovec iov[2] = {{header.data(), w.header_size},
+                  {const_cast<char*>(message.data()), message.size()}};
+  const auto n = send_now(fd, iov, 2);
+  if (n > 0) {
+    w.done = static_cast<std::size_t>(n);
+  } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    w.error = errno;
+  }
+  return w;
+}
+
 /// What the session's writer and its socket share (ws_socket below). It lives in the session,
 /// next to the fields the writer reads for every message: the socket itself lives inside
 /// Beast's stream, two cache lines away, and a broadcast to 10,000 connections touches each
@@ -294,8 +324,10 @@ class ws_socket : public strand_socket {
     return *this;
   }
 
-  /// Beast tears the connection down or closes the socket (teardown, beast_close_socket):
-  /// before the close, so that no direct write can reach the descriptor once it is freed.
+  /// The stream ended: the peer's close frame was read (the session's control callback), or
+  /// Beast tears the connection down or closes the socket (teardown, beast_close_socket) -
+  /// called before the close, so that no direct write reaches the descriptor once it is
+  /// freed. No frame of ours follows.
   void mark_ended() noexcept {
     st_->stream_ended = true;
     revoke_direct_writes(*st_->handle);
@@ -769,8 +801,7 @@ void ws_session::start() {
   // of ours may follow. `this` is alive: the read that calls it holds the session.
   ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
     if (kind == websocket::frame_type::close) {
-      wstate_.stream_ended = true;
-      revoke_direct_writes(*handle_);
+      ws_.next_layer().mark_ended();
     }
   });
   ws_.read_message_max(o.max_message_size);
@@ -980,20 +1011,17 @@ void ws_session::pump() {
     }
     // One frame, written at once when the kernel takes it (nearly always): the header and
     // the shared message in one non-blocking sendmsg.
-    header_size_ = text_frame_header(header_.data(), message->size());
-    iovec iov[2] = {{header_.data(), header_size_},
-                    {const_cast<char*>(message->data()), message->size()}};
-    const auto n = send_now(wstate_.fd, iov, 2);
-    const auto total = header_size_ + message->size();
-    if (n >= 0 && static_cast<std::size_t>(n) == total) {
+    const auto w = send_text_frame(wstate_.fd, header_, *message);
+    header_size_ = w.header_size;
+    if (w.whole()) {
       ++sent_;
       ++reg_.counters_.messages_sent;
       written = 1;
       written_bytes = message->size();
       continue;
     }
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-      const error_code ec(errno, boost::system::system_category());
+    if (w.error != 0) {
+      const error_code ec(w.error, boost::system::system_category());
       {
         std::lock_guard lock(handle_->mutex_);
         --handle_->queued_messages_;
@@ -1005,7 +1033,7 @@ void ws_session::pump() {
     // The kernel took a part or nothing (the client is not reading fast enough): the rest
     // asynchronously, and nothing else (Beast's frames included) until it is out.
     writing_ = std::move(message);
-    write_rest(n > 0 ? static_cast<std::size_t>(n) : 0);
+    write_rest(w.done);
     return;
   }
 }
@@ -1176,9 +1204,14 @@ void ws_session::finish(std::uint16_t code, bool clean, std::string_view why) {
   finished_ = true;
   {
     std::lock_guard lock(handle_->mutex_);
+    handle_->state_ = ws_handle::state::closed;
     handle_->idle_fd_ = -1;     // before the close: see ws_handle::idle_fd_
     handle_->handoff_.reset();  // a direct write's rest: not written, the connection ends
     handle_->handoff_errno_ = 0;
+    handle_->queue_.discard();
+    handle_->queued_messages_ = 0;
+    handle_->queued_bytes_ = 0;
+    sent_ += std::exchange(handle_->direct_sent_, 0);
   }
   error_code ignored;
   beast::get_lowest_layer(ws_).close(ignored);  // pending operations end with operation_aborted
@@ -1186,14 +1219,6 @@ void ws_session::finish(std::uint16_t code, bool clean, std::string_view why) {
   // being destroyed unfinished with the session).
   ws_.next_layer().set_data_pending(false);
   ws_.next_layer().run_deferred();
-  {
-    std::lock_guard lock(handle_->mutex_);
-    handle_->state_ = ws_handle::state::closed;
-    handle_->queue_.discard();
-    handle_->queued_messages_ = 0;
-    handle_->queued_bytes_ = 0;
-    sent_ += std::exchange(handle_->direct_sent_, 0);
-  }
   if (opened_) {
     --reg_.counters_.open;
     reg_.log_->info(
@@ -1412,11 +1437,8 @@ bool write_directly(ws_handle& h) {
     }
     auto message = h.queue_.pop();
     ws_handle::unfinished_frame frame;
-    frame.header_size = text_frame_header(frame.header.data(), message->size());
-    iovec iov[2] = {{frame.header.data(), frame.header_size},
-                    {const_cast<char*>(message->data()), message->size()}};
-    const auto n = send_now(h.idle_fd_, iov, 2);
-    if (n >= 0 && static_cast<std::size_t>(n) == frame.header_size + message->size()) {
+    const auto w = send_text_frame(h.idle_fd_, frame.header, *message);
+    if (w.whole()) {
       --h.queued_messages_;
       h.queued_bytes_ -= message->size();
       ++h.direct_sent_;
@@ -1424,14 +1446,15 @@ bool write_directly(ws_handle& h) {
       continue;
     }
     h.idle_fd_ = -1;  // pump_pending_ stays set: the session is woken below
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-      h.handoff_errno_ = errno;
+    if (w.error != 0) {
+      h.handoff_errno_ = w.error;
       --h.queued_messages_;
       h.queued_bytes_ -= message->size();
       return false;
     }
     // Still counted as queued until the session has written its rest (on_data_written).
-    frame.done = n > 0 ? static_cast<std::size_t>(n) : 0;
+    frame.header_size = w.header_size;
+    frame.done = w.done;
     frame.message = std::move(message);
     h.handoff_ = std::move(frame);
     return false;
