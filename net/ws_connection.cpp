@@ -266,6 +266,23 @@ frame_write send_text_frame(int fd, std::array<unsigned char, 10>& header,
   return w;
 }
 
+/// Our close frame (RFC 6455 5.5.1): FIN + opcode 8, unmasked, the code in network order,
+/// then the reason (close_reason cut it to 123 bytes).
+struct close_frame {
+  std::array<char, 2 + 2 + close_reason::max_size> bytes{};
+  std::size_t size = 0;
+
+  close_frame(std::uint16_t code, std::string_view reason) noexcept {
+    const auto payload = 2 + std::min<std::size_t>(reason.size(), close_reason::max_size);
+    bytes[0] = static_cast<char>(0x88);
+    bytes[1] = static_cast<char>(payload);
+    bytes[2] = static_cast<char>(code >> 8);
+    bytes[3] = static_cast<char>(code & 0xff);
+    std::copy_n(reason.data(), payload - 2, bytes.data() + 4);
+    size = 2 + payload;
+  }
+};
+
 /// What the session's writer and its socket share (ws_socket below). It lives in the session,
 /// next to the fields the writer reads for every message: the socket itself lives inside
 /// Beast's stream, two cache lines away, and a broadcast to 10,000 connections touches each
@@ -293,6 +310,9 @@ struct ws_write_state {
 /// false while a data frame a direct write left unfinished waits for the session (whatever
 /// would be written now must wait behind it).
 bool revoke_direct_writes(ws_handle& handle) noexcept;
+
+/// Under the handle's mutex: a close pass wrote our close frame (ws_handle::direct_close_).
+bool direct_close_written(ws_handle& handle) noexcept;
 
 /// The WebSocket session's socket: the upgraded TCP socket itself (moved, not re-registered:
 /// a socket asio took over by assign() is deregistered with an extra epoll_ctl at its close),
@@ -357,6 +377,11 @@ class ws_socket : public strand_socket {
   /// Beast's writes pass here (asio::async_write calls the stream's async_write_some).
   template <class ConstBufferSequence, class WriteHandler>
   void async_write_some(const ConstBufferSequence& buffers, WriteHandler&& handler) {
+    if (!st_->after_close && direct_close_written(*st_->handle)) {
+      // A close pass wrote our close frame (the session adopts it when it next runs): this
+      // write, inside Beast's operation, is already one after it.
+      st_->after_close = true;
+    }
     if (st_->after_close) {
       // Completed as if written (posted: never inside the initiating call).
       asio::post(get_executor(),
@@ -517,6 +542,12 @@ class ws_handle final : public ws_connection, public std::enable_shared_from_thi
   std::optional<unfinished_frame> handoff_;
   int handoff_errno_ = 0;          ///< a direct write failed with it: the session ends
   std::uint64_t direct_sent_ = 0;  ///< messages direct writes wrote (the session's count)
+  /// A close pass wrote our close frame itself (close_directly), as it writes data frames
+  /// (idle_fd_): the session has not seen it yet and adopts it the next time it runs
+  /// (ws_session::adopt_direct_close). Set once; from then on nothing else may be written.
+  bool direct_close_ = false;
+  /// The rest of that close frame when the kernel took it only in part: the session writes it.
+  std::string close_rest_;
 };
 
 /// The io half of a connection, on its strand: the Beast stream, the read loop, the write
@@ -586,7 +617,21 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   /// Writes our close frame (the queue is flushed, no Beast write is in flight), then shuts
   /// the sending side down; the read loop reads the answer.
   void send_close_frame(std::uint16_t code, std::string_view reason);
+  /// After our close frame began: Beast's idle timeout and keep-alive pings off.
+  void stop_beast_timeouts();
+  /// Writes `rest`, the unwritten rest of our close frame, asynchronously; then the sending
+  /// side is shut down (on_close_frame_written).
+  void write_close_rest(std::string rest);
   void on_close_frame_written(const error_code& ec);
+  /// Catches up with a close frame a close pass wrote itself (close_directly,
+  /// ws_handle::direct_close_): on the strand, first thing in every entry point that reads
+  /// or writes the close state (the read's completion, a close request, the close deadline;
+  /// the pump does it under its own lock).
+  void adopt_direct_close();
+  /// adopt_direct_close's half after the handle's mutex: `code` the frame's, `rest` what of
+  /// it the kernel did not take (empty: all), `failed` the errno its write failed with (0:
+  /// none; the connection ends, reported with `code` as when the session's own write fails).
+  void adopted_direct_close(std::uint16_t code, std::string rest, int failed);
   void arm_close_deadline();
 
  public:
@@ -641,6 +686,11 @@ bool revoke_direct_writes(ws_handle& handle) noexcept {
   std::lock_guard lock(handle.mutex_);
   handle.idle_fd_ = -1;
   return !handle.handoff_;
+}
+
+bool direct_close_written(ws_handle& handle) noexcept {
+  std::lock_guard lock(handle.mutex_);
+  return handle.direct_close_;
 }
 
 }  // namespace
@@ -877,6 +927,7 @@ void ws_session::on_read(const error_code& ec) {
   if (finished_) {
     return;
   }
+  adopt_direct_close();
   if (ec) {
     if (ec == websocket::error::closed) {
       // The peer's close frame, answered by Beast: a clean close (or the answer to ours).
@@ -953,13 +1004,20 @@ void ws_session::pump() {
     std::uint16_t code = 0;
     std::optional<close_reason> reason;  // set (copied out of the handle) only to close
     std::optional<ws_handle::unfinished_frame> rest;
+    std::optional<std::string> close_rest;  // set when a close pass wrote our close frame
     int failed = 0;
     {
       std::lock_guard lock(handle_->mutex_);
       handle_->queued_messages_ -= written;
       handle_->queued_bytes_ -= written_bytes;
       handle_->idle_fd_ = -1;  // the session writes (or waits): no direct write meanwhile
-      if (handle_->handoff_errno_ != 0) {
+      if (handle_->direct_close_) {
+        // Written by a close pass since this session last looked (the queue was empty, so
+        // nothing was written in this round): nothing more of ours goes out.
+        code = handle_->close_code_;
+        close_rest = std::exchange(handle_->close_rest_, {});
+        failed = std::exchange(handle_->handoff_errno_, 0);
+      } else if (handle_->handoff_errno_ != 0) {
         failed = std::exchange(handle_->handoff_errno_, 0);
       } else if (handle_->handoff_) {
         rest = std::move(handle_->handoff_);
@@ -979,6 +1037,10 @@ void ws_session::pump() {
         code = handle_->close_code_;
         reason = handle_->close_reason_;  // 124 bytes, no allocation
       }
+    }
+    if (close_rest) {
+      adopted_direct_close(code, std::move(*close_rest), failed);
+      return;
     }
     if (failed != 0) {
       on_write_failed(error_code(failed, boost::system::system_category()));
@@ -1094,6 +1156,7 @@ void ws_session::on_close_requested() {
   if (finished_) {
     return;
   }
+  adopt_direct_close();
   arm_close_deadline();
   pump();  // the close frame goes out once the queue is flushed
   if (opened_) {
@@ -1113,6 +1176,7 @@ void ws_session::on_close_deadline() {
   if (finished_) {
     return;
   }
+  adopt_direct_close();
   ++reg_.counters_.timed_out;
   std::uint16_t code = close_code_;
   if (!close_sent_) {
@@ -1129,6 +1193,29 @@ void ws_session::send_close_frame(std::uint16_t code, std::string_view reason) {
   // Beast's stream, and touching it cost a cache miss per connection in the close pass (half
   // of this function's own samples, perf annotate), which one io thread writes alone.
   wstate_.after_close = true;
+  stop_beast_timeouts();
+  const close_frame frame(code, reason);
+  iovec iov{const_cast<char*>(frame.bytes.data()), frame.size};
+  const auto n = send_now(wstate_.fd, &iov, 1);
+  if (n >= 0 && static_cast<std::size_t>(n) == frame.size) {
+    ++reg_.counters_.close_frames_sent;
+    // Written whole: the sending side ends at once. The client reads the close frame and
+    // the end of the stream together, answers and is done, instead of waiting for the
+    // server to read its answer and only then send the FIN. The answer still arrives (a
+    // half-closed connection receives) and completes the handshake in the read loop.
+    ::shutdown(wstate_.fd, SHUT_WR);  // on the descriptor: the same, without the socket
+    return;
+  }
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    on_write_failed(error_code(errno, boost::system::system_category()));
+    return;
+  }
+  // A part or nothing taken (the client is not reading): the rest asynchronously.
+  const auto done = n > 0 ? static_cast<std::size_t>(n) : 0;
+  write_close_rest(std::string(frame.bytes.data() + done, frame.size - done));
+}
+
+void ws_session::stop_beast_timeouts() {
   // Beast's idle timeout and keep-alive pings off: its pings would follow our close frame
   // (they would be dropped, see ws_socket), and its idle timeout is not the bound of the
   // closing handshake: the close deadline (armed when the close was asked for) is. Its
@@ -1143,41 +1230,51 @@ void ws_session::send_close_frame(std::uint16_t code, std::string_view reason) {
   timeouts.idle_timeout = websocket::stream_base::none();
   timeouts.keep_alive_pings = false;
   ws_.set_option(timeouts);
-  // The frame (RFC 6455 5.5.1): FIN + opcode 8, unmasked, the code in network order, then
-  // the reason (close_reason cut it to 123 bytes).
-  std::array<char, 2 + 125> frame{};
-  const auto payload = 2 + std::min<std::size_t>(reason.size(), close_reason::max_size);
-  frame[0] = static_cast<char>(0x88);
-  frame[1] = static_cast<char>(payload);
-  frame[2] = static_cast<char>(code >> 8);
-  frame[3] = static_cast<char>(code & 0xff);
-  std::copy_n(reason.data(), payload - 2, frame.data() + 4);
-  const auto size = 2 + payload;
-  iovec iov{frame.data(), size};
-  const auto n = send_now(wstate_.fd, &iov, 1);
-  if (n >= 0 && static_cast<std::size_t>(n) == size) {
-    ++reg_.counters_.close_frames_sent;
-    // Written whole: the sending side ends at once. The client reads the close frame and
-    // the end of the stream together, answers and is done, instead of waiting for the
-    // server to read its answer and only then send the FIN. The answer still arrives (a
-    // half-closed connection receives) and completes the handshake in the read loop.
-    ::shutdown(wstate_.fd, SHUT_WR);  // on the descriptor: the same, without the socket
-    return;
-  }
-  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-    on_write_failed(error_code(errno, boost::system::system_category()));
-    return;
-  }
+}
+
+void ws_session::write_close_rest(std::string rest) {
+  // Held by writing_ until written.
+  writing_ = std::make_shared<const std::string>(std::move(rest));
   auto& socket = ws_.next_layer();
-  // A part or nothing taken (the client is not reading): the rest asynchronously, held by
-  // writing_ until written.
-  const auto done = n > 0 ? static_cast<std::size_t>(n) : 0;
-  writing_ = std::make_shared<const std::string>(frame.data() + done, size - done);
   socket.set_data_pending(true);
   asio::async_write(socket.data_stream(), asio::buffer(*writing_),
                     continuation{[self = shared_from_this()](const error_code& ec, std::size_t) {
                       self->on_close_frame_written(ec);
                     }});
+}
+
+void ws_session::adopt_direct_close() {
+  if (close_sent_) {
+    return;
+  }
+  std::uint16_t code = 0;
+  std::string rest;
+  int failed = 0;
+  {
+    std::lock_guard lock(handle_->mutex_);
+    if (!handle_->direct_close_) {
+      return;
+    }
+    code = handle_->close_code_;
+    rest = std::exchange(handle_->close_rest_, {});
+    failed = std::exchange(handle_->handoff_errno_, 0);
+  }
+  adopted_direct_close(code, std::move(rest), failed);
+}
+
+void ws_session::adopted_direct_close(std::uint16_t code, std::string rest, int failed) {
+  close_sent_ = true;
+  close_code_ = code;
+  close_deadline_armed_ = true;  // by the close pass, with the frame (moot when it failed)
+  wstate_.after_close = true;
+  if (failed != 0) {
+    on_write_failed(error_code(failed, boost::system::system_category()));
+    return;
+  }
+  stop_beast_timeouts();
+  if (!rest.empty()) {
+    write_close_rest(std::move(rest));  // its shutdown follows it
+  }
 }
 
 void ws_session::on_close_frame_written(const error_code& ec) {
@@ -1208,6 +1305,7 @@ void ws_session::finish(std::uint16_t code, bool clean, std::string_view why) {
     handle_->idle_fd_ = -1;     // before the close: see ws_handle::idle_fd_
     handle_->handoff_.reset();  // a direct write's rest: not written, the connection ends
     handle_->handoff_errno_ = 0;
+    handle_->close_rest_ = {};  // a close pass's rest of the close frame: not written either
     handle_->queue_.discard();
     handle_->queued_messages_ = 0;
     handle_->queued_bytes_ = 0;
@@ -1461,11 +1559,60 @@ bool write_directly(ws_handle& h) {
   }
 }
 
+/// A close pass's close without the session, like write_directly: while the session's
+/// writer is idle and nothing is queued, our close frame is written right here, under the
+/// handle's mutex, and the sending side shut down; the close deadline is armed. The session
+/// is not touched: it adopts the close the next time it runs (ws_session::adopt_direct_close;
+/// until then whatever it or Beast would write is dropped). True when that left nothing for
+/// the session now. False when the session must run: it is not idle or messages wait (it
+/// writes them, then the close frame), the kernel took the frame only in part (the session
+/// writes its rest) or the write failed (the session ends).
+///
+/// Why: the close pass is written by one thread while every client waits for its frame, and
+/// the session's memory - its object, its strand, Beast's stream - untouched since the
+/// server_shutdown message a grace period ago, was most of the pass's time per connection
+/// (docs/websocket-transport.md, "Close pass").
+bool close_directly(ws_handle& h) {
+  bool whole = false;
+  {
+    std::lock_guard lock(h.mutex_);
+    if (h.idle_fd_ < 0 || !h.close_requested_ || h.direct_close_ || !h.queue_.empty()) {
+      return false;
+    }
+    const close_frame frame(h.close_code_, h.close_reason_.view());
+    iovec iov{const_cast<char*>(frame.bytes.data()), frame.size};
+    const auto n = send_now(h.idle_fd_, &iov, 1);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return false;  // nothing taken: the session writes it (asynchronously)
+    }
+    const int fd = std::exchange(h.idle_fd_, -1);  // no write of any kind after this one
+    h.direct_close_ = true;
+    if (n < 0) {
+      // The session ends with it, as when its own close frame's write fails: with our code.
+      h.handoff_errno_ = errno;
+      return false;
+    }
+    whole = static_cast<std::size_t>(n) == frame.size;
+    if (whole) {
+      ++h.registry_->counters_.close_frames_sent;
+      // As send_close_frame does; under the lock, so no close of the descriptor comes first
+      // (whatever closes it revokes idle_fd_ under this mutex before).
+      ::shutdown(fd, SHUT_WR);
+    } else {
+      const auto done = static_cast<std::size_t>(n);
+      h.close_rest_.assign(frame.bytes.data() + done, frame.size - done);
+    }
+  }
+  h.registry_->arm_close_deadline(h.id(), h.io_);
+  return whole;
+}
+
 /// Runs `st` for every handle's live session, on its strand (inline when the strand is
-/// idle); on an io thread of the handles' server. A kick writes directly when it can.
+/// idle); on an io thread of the handles' server. A kick writes directly when it can, and
+/// so does a close.
 void wake_sessions(const std::vector<std::shared_ptr<ws_handle>>& handles, ws_wake_batch::step st) {
   for (const auto& h : handles) {
-    if (st == ws_wake_batch::step::kick && write_directly(*h)) {
+    if (st == ws_wake_batch::step::kick ? write_directly(*h) : close_directly(*h)) {
       continue;
     }
     // The session is locked here, on the io thread that runs it, not by the caller.

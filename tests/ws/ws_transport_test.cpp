@@ -140,6 +140,19 @@ std::string close_payload(std::uint16_t code) {
 }
 
 /// A raw client that completed the upgrade on /ws (101 required).
+/// Starts the close handshake on `c`: with close() (the session writes the close frame), or
+/// with ws_close_all (a close pass, which writes it itself while the session's writer is idle
+/// and nothing is queued: the session adopts the close when it next runs).
+void start_close(bool close_pass, const ws_connection_ptr& c, std::uint16_t code,
+                 std::string_view reason) {
+  if (close_pass) {
+    const std::vector<si::net::ws_connection*> one{c.get()};
+    si::net::ws_close_all(one, code, reason);
+  } else {
+    c->close(code, std::string(reason));
+  }
+}
+
 raw_ws upgraded_raw_ws(std::uint16_t port, int receive_buffer = 0) {
   raw_ws c(port, receive_buffer);
   auto reply = c.upgrade("/ws");
@@ -730,6 +743,8 @@ TEST_CASE("ws: a client that answers no ping is dropped at the idle timeout", "[
 
 TEST_CASE("ws: close is clean when the peer answers, dropped at the close timeout otherwise",
           "[ws]") {
+  const bool close_pass = GENERATE(false, true);
+  INFO("ws_close_all: " << close_pass);
   recording_server f(
       [&](http_server_options& o) { o.websocket.close_timeout = std::chrono::milliseconds(300); });
   auto& rec = f.rec;
@@ -743,7 +758,7 @@ TEST_CASE("ws: close is clean when the peer answers, dropped at the close timeou
   REQUIRE(rec.wait_opened(1));
   auto first = rec.opened().at(0);
   first->send(text("last words"));
-  first->close(si::net::ws_close::going_away, "shutting down");
+  start_close(close_pass, first, si::net::ws_close::going_away, "shutting down");
   auto r = answering.read();
   REQUIRE(r);
   CHECK(r->text == "last words");  // queued before the close: written first
@@ -760,7 +775,7 @@ TEST_CASE("ws: close is clean when the peer answers, dropped at the close timeou
   REQUIRE(rec.wait_opened(2));
   auto second = rec.opened().at(1);
   const auto asked = steady::now();
-  second->close(si::net::ws_close::going_away, "shutting down");
+  start_close(close_pass, second, si::net::ws_close::going_away, "shutting down");
   REQUIRE(rec.wait_closed(2));
   CHECK(steady::now() - asked >= std::chrono::milliseconds(250));
   CHECK(rec.closed_of(second->id()).code == 1001);
@@ -776,7 +791,7 @@ TEST_CASE("ws: close is clean when the peer answers, dropped at the close timeou
   auto lingering = upgraded_raw_ws(port);
   REQUIRE(rec.wait_opened(3));
   auto third = rec.opened().at(2);
-  third->close(si::net::ws_close::normal);
+  start_close(close_pass, third, si::net::ws_close::normal, "");
   code = lingering.read_until_close();
   REQUIRE(code);
   CHECK(*code == 1000);
@@ -790,7 +805,10 @@ TEST_CASE("ws: close is clean when the peer answers, dropped at the close timeou
 TEST_CASE("ws: close deadlines expire in order, each close_timeout after its own close", "[ws]") {
   // One timer serves every closing connection (the registry's deadline queue): each mute
   // peer is dropped no sooner than close_timeout after its own close, and the deadline of
-  // a connection that ended cleanly before it passes without effect.
+  // a connection that ended cleanly before it passes without effect. A close pass arms the
+  // deadline where it writes the close frame, on an io thread, not on the session's strand.
+  const bool close_pass = GENERATE(false, true);
+  INFO("ws_close_all: " << close_pass);
   recording_server f(
       [&](http_server_options& o) { o.websocket.close_timeout = std::chrono::milliseconds(300); });
   auto& rec = f.rec;
@@ -801,7 +819,7 @@ TEST_CASE("ws: close deadlines expire in order, each close_timeout after its own
   REQUIRE(rec.wait_opened(1));
   auto first = rec.opened().at(0);
   const auto a_closed_at = steady::now();
-  first->close(si::net::ws_close::going_away, "a");
+  start_close(close_pass, first, si::net::ws_close::going_away, "a");
   REQUIRE(rec.wait_closed(1));
   CHECK(steady::now() - a_closed_at >= std::chrono::milliseconds(250));
 
@@ -817,15 +835,15 @@ TEST_CASE("ws: close deadlines expire in order, each close_timeout after its own
   REQUIRE(rec.wait_opened(4));
   const auto opened = rec.opened();
   const auto d_conn = opened.at(1);
-  d_conn->close(si::net::ws_close::going_away, "d");
+  start_close(close_pass, d_conn, si::net::ws_close::going_away, "d");
   auto r = d.read();  // Beast's client answers the close frame while reading
   REQUIRE(r);
   CHECK(r->close_code == 1001);
   REQUIRE(rec.wait_closed(2));
   CHECK(rec.closed_of(d_conn->id()).clean);
   const auto bc_closed_at = steady::now();
-  opened.at(2)->close(si::net::ws_close::going_away, "b");
-  opened.at(3)->close(si::net::ws_close::going_away, "c");
+  start_close(close_pass, opened.at(2), si::net::ws_close::going_away, "b");
+  start_close(close_pass, opened.at(3), si::net::ws_close::going_away, "c");
   REQUIRE(rec.wait_closed(4));
   CHECK(steady::now() - bc_closed_at >= std::chrono::milliseconds(250));
   CHECK_FALSE(rec.closed_of(opened.at(2)->id()).clean);
@@ -897,6 +915,11 @@ TEST_CASE("ws: Beast's pong waits behind a data frame the kernel took only in pa
 }
 
 TEST_CASE("ws: a server close sends the FIN after the close frame and ends at the answer", "[ws]") {
+  // With ws_close_all the close pass writes the close frame and the FIN itself (the text was
+  // read first, so the session's writer is idle), and the session learns of it only when the
+  // client's frames arrive: Beast's pong must be dropped then all the same.
+  const bool close_pass = GENERATE(false, true);
+  INFO("ws_close_all: " << close_pass);
   // A close timeout far beyond every bounded wait below: nothing here may wait for it.
   recording_server f(
       [&](http_server_options& o) { o.websocket.close_timeout = std::chrono::seconds(60); });
@@ -908,12 +931,16 @@ TEST_CASE("ws: a server close sends the FIN after the close frame and ends at th
   REQUIRE(rec.wait_opened(1));
   auto c = rec.opened().at(0);
   c->send(text("before the close"));
-  c->close(si::net::ws_close::going_away, "server shutting down");
-
+  if (!close_pass) {
+    c->close(si::net::ws_close::going_away, "server shutting down");
+  }
   auto frame = client.read_frame();
   REQUIRE(frame);
   CHECK(frame->opcode == 1);
   CHECK(frame->payload == "before the close");
+  if (close_pass) {
+    start_close(true, c, si::net::ws_close::going_away, "server shutting down");
+  }
   frame = client.read_frame();
   REQUIRE(frame);
   REQUIRE(frame->opcode == 8);
@@ -936,6 +963,40 @@ TEST_CASE("ws: a server close sends the FIN after the close frame and ends at th
   CHECK(rec.closed_of(c->id()).clean);
   CHECK(rec.texts().empty());
   CHECK(server.stats().ws_timed_out == 0);
+}
+
+TEST_CASE("ws: no keep-alive ping follows our close frame; a silent peer ends timed out", "[ws]") {
+  // After a close pass wrote the close frame, Beast's idle timer still runs (the session, not
+  // run since, has not turned it off): its keep-alive ping is asked for after the close frame
+  // and must be dropped. A peer that never answers ends timed out with the close code: at
+  // the idle timeout when that comes before the close deadline, as here (with close(): at
+  // the close deadline, the session having turned the timer off).
+  const bool close_pass = GENERATE(false, true);
+  INFO("ws_close_all: " << close_pass);
+  recording_server f([&](http_server_options& o) {
+    o.websocket.idle_timeout = std::chrono::milliseconds(400);
+    o.websocket.close_timeout = std::chrono::milliseconds(1000);
+  });
+  auto& rec = f.rec;
+  auto& server = f.server;
+  const auto port = f.port;
+
+  const auto connected = steady::now();  // Beast's idle timer starts after this
+  auto silent = upgraded_raw_ws(port);
+  REQUIRE(rec.wait_opened(1));
+  auto c = rec.opened().at(0);
+  start_close(close_pass, c, si::net::ws_close::going_away, "bye");
+  auto frame = silent.read_frame();
+  REQUIRE(frame);
+  REQUIRE(frame->opcode == 8);
+  CHECK(frame->close_code() == 1001);
+  REQUIRE(rec.wait_closed(1));
+  CHECK(steady::now() - connected >= std::chrono::milliseconds(350));
+  CHECK(rec.closed().at(0).code == 1001);
+  CHECK_FALSE(rec.closed().at(0).clean);
+  CHECK(server.stats().ws_timed_out == 1);
+  CHECK(server.stats().ws_close_frames_sent == 1);
+  CHECK_FALSE(silent.read_frame());  // the end of the stream: no ping, nothing else
 }
 
 TEST_CASE("ws: the HTTP drain completes while WebSockets stay open; stop() drops them",
