@@ -9,6 +9,7 @@
 #include <array>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <utility>
@@ -1466,51 +1467,6 @@ bool mark_closing(ws_handle& handle, std::uint16_t code, std::string_view reason
   return handle.request_close(code, reason);
 }
 
-ws_wake_batch::ws_wake_batch(step s, std::size_t chunk)
-    : step_(s), chunk_(std::max<std::size_t>(1, chunk)) {}
-
-ws_wake_batch::~ws_wake_batch() {
-  try {
-    flush();
-  } catch (const std::exception& e) {
-    // Only an allocation can fail here; the sessions not woken end at their timeouts.
-    for (auto& g : groups_) {
-      g.registry->log_->error("websocket batch: {} wake-ups lost: {}", g.handles.size(), e.what());
-    }
-  }
-}
-
-void ws_wake_batch::add(ws_handle& handle) {
-  group* g = nullptr;
-  for (auto& x : groups_) {
-    if (x.registry == handle.registry_) {
-      g = &x;
-      break;
-    }
-  }
-  if (g == nullptr) {
-    g = &groups_.emplace_back(group{handle.registry_, {}});
-    g->handles.reserve(chunk_);
-  }
-  g->handles.push_back(handle.shared_from_this());
-  if (step_ == step::kick && g->handles.size() >= chunk_) {
-    post(*g);  // at once: the io threads start writing while the caller goes on
-  }
-}
-
-void ws_wake_batch::flush() {
-  for (auto& g : groups_) {
-    if (g.handles.empty()) {
-      continue;
-    }
-    if (step_ == step::kick) {
-      post(g);
-    } else {
-      post_close_pass(g);
-    }
-  }
-}
-
 namespace {
 
 /// A fan-out's wake-up without the session: while the session's writer is idle (it
@@ -1607,30 +1563,29 @@ bool close_directly(ws_handle& h) {
   return whole;
 }
 
-/// Runs `st` for every handle's live session, on its strand (inline when the strand is
-/// idle); on an io thread of the handles' server. A kick writes directly when it can, and
-/// so does a close.
-void wake_sessions(const std::vector<std::shared_ptr<ws_handle>>& handles, ws_wake_batch::step st) {
-  for (const auto& h : handles) {
-    if (st == ws_wake_batch::step::kick ? write_directly(*h) : close_directly(*h)) {
-      continue;
-    }
-    // The session is locked here, on the io thread that runs it, not by the caller.
-    auto s = h->session_.lock();
-    if (!s) {
-      continue;  // ended meanwhile: its handle is closed, what was queued is discarded
-    }
-    ws_session::dispatch(std::move(s), [st](ws_session& session) {
-      if (st == ws_wake_batch::step::kick) {
-        session.on_kick();
-      } else {
-        session.on_close_requested();
-      }
-    });
+/// Runs `st` for `h`'s live session, on its strand (inline when the strand is idle); on an
+/// io thread of the handle's server. A kick writes directly when it can, and so does a close.
+void wake_session(const std::shared_ptr<ws_handle>& h, ws_wake_batch::step st) {
+  if (st == ws_wake_batch::step::kick ? write_directly(*h) : close_directly(*h)) {
+    return;
   }
+  // The session is locked here, on the io thread that runs it, not by the caller.
+  auto s = h->session_.lock();
+  if (!s) {
+    return;  // ended meanwhile: its handle is closed, what was queued is discarded
+  }
+  ws_session::dispatch(std::move(s), [st](ws_session& session) {
+    if (st == ws_wake_batch::step::kick) {
+      session.on_kick();
+    } else {
+      session.on_close_requested();
+    }
+  });
 }
 
-/// One close pass (ws_wake_batch::post_close_pass): the first of its tasks to run writes it,
+}  // namespace
+
+/// One close pass (ws_wake_batch::start_close_pass): the first of its tasks to run writes it,
 /// the others wait until that one is done. A task waits only for a pass already being
 /// written by another thread, never for one not yet begun, so two passes posted at the same
 /// time cannot hold each other's threads (each is written by the first of its tasks to run)
@@ -1639,12 +1594,29 @@ void wake_sessions(const std::vector<std::shared_ptr<ws_handle>>& handles, ws_wa
 /// The writer starts once every task is in the io_context's queue (`posted`): an answer
 /// wakes an io thread by itself (epoll), and what that thread's reactor queues goes behind
 /// whatever is queued already, so behind the waiting tasks only if they were queued before
-/// the first close frame went out.
+/// the first close frame went out. It writes the handles as the poster hands them over
+/// (`published`), and waits for the next ones when it has caught up, until the poster marks
+/// its last (`complete`: the poster never waits for an io thread, so that wait ends).
 struct close_pass {
   enum : int { queued, writing, done };
+  static constexpr std::size_t complete = std::size_t{1}
+                                          << (std::numeric_limits<std::size_t>::digits - 1);
+
+  explicit close_pass(std::size_t capacity) : handles(capacity) {}
+
+  /// Sized once, before the writer starts: the poster fills the slots from `published` on
+  /// while the writer reads those before it.
   std::vector<std::shared_ptr<ws_handle>> handles;
+  /// How many of `handles` the poster filled in; with `complete` once that is all of them.
+  std::atomic<std::size_t> published{0};
   std::atomic<int> state{queued};
   std::atomic<bool> posted{false};  ///< set by the poster once all tasks are queued
+
+  /// The poster: the first `filled` handles are set (`last`: and there are no more).
+  void publish(std::size_t filled, bool last) noexcept {
+    published.store(filled | (last ? complete : 0), std::memory_order_release);
+    published.notify_all();
+  }
 
   void run() {
     int expected = queued;
@@ -1657,16 +1629,29 @@ struct close_pass {
         }
       } at_exit{state};
       posted.wait(false, std::memory_order_acquire);  // the poster posts, nothing more
-      wake_sessions(handles, ws_wake_batch::step::close);
+      write();
       return;
     }
     for (int s = expected; s == writing; s = state.load(std::memory_order_acquire)) {
       state.wait(s, std::memory_order_acquire);
     }
   }
-};
 
-}  // namespace
+ private:
+  void write() {
+    std::size_t i = 0;
+    for (;;) {
+      const auto p = published.load(std::memory_order_acquire);
+      for (const auto n = p & ~complete; i < n; ++i) {
+        wake_session(handles[i], ws_wake_batch::step::close);
+      }
+      if ((p & complete) != 0) {
+        return;
+      }
+      published.wait(p, std::memory_order_acquire);  // until the poster hands more over
+    }
+  }
+};
 
 void ws_wake_batch::post(group& g) {
   std::vector<std::shared_ptr<ws_handle>> handles;
@@ -1679,29 +1664,93 @@ void ws_wake_batch::post(group& g) {
   }
   // One task for the chunk, posted to the io_context itself (the strands' inner executor).
   const auto io = handles.front()->io_;
-  asio::post(io, [st = step_, handles = std::move(handles)]() { wake_sessions(handles, st); });
+  asio::post(io, [handles = std::move(handles)]() {
+    for (const auto& h : handles) {
+      wake_session(h, ws_wake_batch::step::kick);
+    }
+  });
 }
 
-void ws_wake_batch::post_close_pass(group& g) {
-  auto pass = std::make_shared<close_pass>();
-  pass->handles.swap(g.handles);
+void ws_wake_batch::start_close_pass(group& g, const asio::io_context::executor_type& io) {
+  g.pass = std::make_shared<close_pass>(capacity_);
+  g.filled = 0;
   std::shared_lock lock(g.registry->life_mutex_);  // as in post()
   if (!g.registry->alive_) {
-    return;
+    return;  // the server stopped: the pass is filled, and nobody writes it
   }
   // One task per io thread, all alike: the first to run writes the close frames, each other
   // one keeps its thread from reading answers (and from the cores) until they are all out
   // (why, and what it costs: docs/websocket-transport.md, "Close pass").
-  const auto io = pass->handles.front()->io_;
   struct mark_posted {  // even when a post throws: the writer must not wait for ever
     close_pass& p;
     ~mark_posted() {
       p.posted.store(true, std::memory_order_release);
       p.posted.notify_all();
     }
-  } at_exit{*pass};
+  } at_exit{*g.pass};
   for (unsigned i = 0, n = g.registry->io_threads(); i < n; ++i) {
-    asio::post(io, [pass] { pass->run(); });
+    asio::post(io, [pass = g.pass] { pass->run(); });
+  }
+}
+
+ws_wake_batch::ws_wake_batch(step s, std::size_t chunk, std::size_t capacity)
+    : step_(s), chunk_(std::max<std::size_t>(1, chunk)), capacity_(capacity) {}
+
+ws_wake_batch::~ws_wake_batch() {
+  try {
+    flush();
+  } catch (const std::exception& e) {
+    // Only an allocation can fail here; the sessions not woken end at their timeouts.
+    for (auto& g : groups_) {
+      g.registry->log_->error("websocket batch: {} wake-ups lost: {}", g.handles.size(), e.what());
+    }
+  }
+}
+
+void ws_wake_batch::add(ws_handle& handle) {
+  group* g = nullptr;
+  for (auto& x : groups_) {
+    if (x.registry == handle.registry_) {
+      g = &x;
+      break;
+    }
+  }
+  if (g == nullptr) {
+    g = &groups_.emplace_back(group{handle.registry_, {}, {}, 0});
+    if (step_ == step::kick) {
+      g->handles.reserve(chunk_);
+    }
+  }
+  if (step_ == step::kick) {
+    g->handles.push_back(handle.shared_from_this());
+    if (g->handles.size() >= chunk_) {
+      post(*g);  // at once: the io threads start writing while the caller goes on
+    }
+    return;
+  }
+  if (!g->pass) {
+    start_close_pass(*g, handle.io_);  // its writer starts on the first chunk
+  }
+  if (g->filled == g->pass->handles.size()) {
+    throw std::length_error("ws_wake_batch: more handles than the close pass's capacity");
+  }
+  g->pass->handles[g->filled++] = handle.shared_from_this();
+  if (g->filled % chunk_ == 0) {
+    g->pass->publish(g->filled, false);
+  }
+}
+
+void ws_wake_batch::flush() {
+  for (auto& g : groups_) {
+    if (step_ == step::kick) {
+      if (!g.handles.empty()) {
+        post(g);
+      }
+    } else if (g.pass) {
+      g.pass->publish(g.filled, true);
+      g.pass.reset();
+      g.filled = 0;
+    }
   }
 }
 

@@ -64,10 +64,10 @@ void ws_close_all(std::span<ws_connection* const> connections, std::uint16_t cod
     throw std::invalid_argument("ws_close_all: code " + std::to_string(code) + " may not be sent");
   }
   check_batch(connections, options, "ws_close_all");
-  detail::ws_wake_batch wake(detail::ws_wake_batch::step::close, options.chunk);
+  detail::ws_wake_batch wake(detail::ws_wake_batch::step::close, options.chunk, connections.size());
   for (auto* c : connections) {
     if (auto* h = detail::transport_handle(c)) {
-      if (detail::mark_closing(*h, code, std::string(reason))) {
+      if (detail::mark_closing(*h, code, reason)) {
         wake.add(*h);
       }
     } else {

@@ -22,7 +22,8 @@ struct ws_batch_options {
   /// ws_fanout: connections woken by one task posted to the io threads. A chunk is posted as
   /// soon as it is full, so the io threads start writing while the caller is still queueing
   /// the rest; smaller chunks spread the writes over more io threads sooner, larger ones post
-  /// less. (ws_close_all writes its close frames in one pass; it only validates `chunk`.)
+  /// less. ws_close_all: connections handed at a time to the io thread writing the close
+  /// pass, which starts on the first chunk while the caller marks the rest.
   std::size_t chunk = 256;
 };
 
@@ -50,7 +51,9 @@ ws_fanout_result ws_fanout(std::span<ws_connection* const> connections,
 /// connection->close(code, reason) does (messages queued before are written first; only
 /// the first close of a connection counts; closed connections are skipped). Never blocks the
 /// caller. The close frames are written in one pass: by one io thread, while the server's
-/// other io threads wait for it (docs/websocket-transport.md, "Close pass").
+/// other io threads wait for it (docs/websocket-transport.md, "Close pass"); it starts as soon
+/// as the first chunk of connections is marked, and the server's io threads are held from
+/// then until its last close frame is out.
 /// Throws std::invalid_argument, before closing anything, when `code` may not be sent
 /// (ws_close_code_sendable), for a null connection or a chunk of 0.
 void ws_close_all(std::span<ws_connection* const> connections, std::uint16_t code,

@@ -150,6 +150,9 @@ ws_send_result enqueue_message(ws_handle& handle, std::shared_ptr<const std::str
 /// started the closing; the caller must then add the handle to a ws_wake_batch (step close).
 bool mark_closing(ws_handle& handle, std::uint16_t code, std::string_view reason);
 
+/// One close pass of a ws_wake_batch (net/ws_connection.cpp).
+struct close_pass;
+
 /// Wakes many sessions with few posts. add() keeps the handle (not the session: the caller's
 /// thread then touches nothing of the session, whose state the io thread owns); the handles
 /// of one server become tasks posted onto that server's io_context, which run every live
@@ -160,15 +163,19 @@ bool mark_closing(ws_handle& handle, std::uint16_t code, std::string_view reason
 /// threads start writing while the caller goes on); flush() (and the destructor) posts the
 /// rest. The task writes an idle session's queued frames itself, under the handle's mutex
 /// (net/ws_connection.cpp, write_directly), and wakes the others.
-/// step close: flush() (and the destructor) posts the whole close pass at once: one io
+/// step close: the first add() of a server's handle posts that server's close pass: one io
 /// thread writes every close frame while the server's other io threads wait for it (one
-/// task each, posted with the pass). No answer to a close frame is read and no connection
-/// torn down until every close frame is out, and the pass takes one core, not all of them
-/// (docs/websocket-transport.md, "Close pass").
+/// task each, posted with the pass). The handles added go to the pass as they come, `chunk`
+/// at a time, so the writer starts while the caller is still adding; flush() (and the
+/// destructor) hands over the rest and ends the pass. No answer to a close frame is read and
+/// no connection torn down until every close frame is out, and the pass takes one core, not
+/// all of them (docs/websocket-transport.md, "Close pass"). `capacity` bounds the handles
+/// one server's pass takes (the pass's array is allocated once, before its writer starts:
+/// std::length_error beyond it).
 class ws_wake_batch {
  public:
   enum class step : std::uint8_t { kick, close };
-  ws_wake_batch(step s, std::size_t chunk);
+  ws_wake_batch(step s, std::size_t chunk, std::size_t capacity = 0);
   ~ws_wake_batch();
   ws_wake_batch(const ws_wake_batch&) = delete;
   ws_wake_batch& operator=(const ws_wake_batch&) = delete;
@@ -182,13 +189,16 @@ class ws_wake_batch {
  private:
   struct group {
     std::shared_ptr<ws_registry> registry;
-    std::vector<std::shared_ptr<ws_handle>> handles;
+    std::vector<std::shared_ptr<ws_handle>> handles;  ///< step kick: the chunk being filled
+    std::shared_ptr<close_pass> pass;                 ///< step close: the pass being filled
+    std::size_t filled = 0;                           ///< step close: handles in `pass`
   };
   void post(group& g);
-  void post_close_pass(group& g);
+  void start_close_pass(group& g, const boost::asio::io_context::executor_type& io);
 
   const step step_;
   const std::size_t chunk_;
+  const std::size_t capacity_;
   std::vector<group> groups_;  ///< one per server (nearly always one)
 };
 

@@ -339,7 +339,11 @@ TEST_CASE("ws_close_all: what was queued is written, then one close frame each",
 TEST_CASE("ws_close_all: every close frame is out before any answer is read", "[ws][fanout]") {
   // Four io threads and clients that answer at once: were the pass spread over the threads
   // or the answers read meanwhile, a connection would end (on_closed) while close frames of
-  // others were still to be written.
+  // others were still to be written. The pass's writer starts on the first chunk while the
+  // caller marks the rest: with chunks of one it catches up with the caller again and again
+  // and waits for the next, holding the other threads all the while.
+  const std::size_t chunk = GENERATE(std::size_t{256}, std::size_t{1});
+  INFO("chunk: " << chunk);
   constexpr std::size_t n = 200;
   ws_recorder rec;
   std::atomic<const http_server*> server_ptr{nullptr};
@@ -368,7 +372,7 @@ TEST_CASE("ws_close_all: every close frame is out before any answer is read", "[
   REQUIRE(rec.wait_opened(n));
   const auto targets = raw(rec.opened());
 
-  si::net::ws_close_all(targets, 1001, "going away");
+  si::net::ws_close_all(targets, 1001, "going away", si::net::ws_batch_options{chunk});
   REQUIRE(clients.wait_ended());
   REQUIRE(rec.wait_closed(n));
   for (const auto& c : rec.closed()) {
