@@ -442,8 +442,7 @@ TEST_CASE("ws_close_all: passes posted at once, or from an io thread, all comple
   const auto code = trigger.read_until_close();
   REQUIRE(code.has_value());
   CHECK(*code == 1001);
-  REQUIRE(trigger.send_frame(
-      8, std::string{static_cast<char>(1001 >> 8), static_cast<char>(1001 & 0xff)}));
+  REQUIRE(trigger.send_frame(8, close_payload(1001)));
   REQUIRE(clients.wait_ended());
   REQUIRE(rec.wait_closed(n + 1));
   for (const auto& c : rec.closed()) {

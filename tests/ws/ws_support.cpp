@@ -262,6 +262,10 @@ std::uint16_t raw_frame::close_code() const {
                                     | static_cast<unsigned char>(payload[1]));
 }
 
+std::string close_payload(std::uint16_t code) {
+  return {static_cast<char>(code >> 8), static_cast<char>(code & 0xff)};
+}
+
 raw_ws::raw_ws(std::uint16_t port, int receive_buffer) {
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) {

@@ -114,6 +114,9 @@ struct raw_frame {
   std::uint16_t close_code() const;
 };
 
+/// A close frame's payload carrying `code` (no reason), as a client answers with it.
+std::string close_payload(std::uint16_t code);
+
 /// An HTTP answer as the raw client reads it.
 struct raw_reply {
   int status = 0;

@@ -135,11 +135,6 @@ std::pair<std::string, std::string> error_of(const std::string& body) {
           j.at("error").at("request_id").get<std::string>()};
 }
 
-std::string close_payload(std::uint16_t code) {
-  return {static_cast<char>(code >> 8), static_cast<char>(code & 0xff)};
-}
-
-/// A raw client that completed the upgrade on /ws (101 required).
 /// Starts the close handshake on `c`: with close() (the session writes the close frame), or
 /// with ws_close_all (a close pass, which writes it itself while the session's writer is idle
 /// and nothing is queued: the session adopts the close when it next runs).
@@ -153,6 +148,7 @@ void start_close(bool close_pass, const ws_connection_ptr& c, std::uint16_t code
   }
 }
 
+/// A raw client that completed the upgrade on /ws (101 required).
 raw_ws upgraded_raw_ws(std::uint16_t port, int receive_buffer = 0) {
   raw_ws c(port, receive_buffer);
   auto reply = c.upgrade("/ws");
