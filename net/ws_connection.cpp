@@ -287,6 +287,34 @@ struct close_frame {
   }
 };
 
+/// Our close frame in one non-blocking send on `fd` (send_now). Taken whole, it is counted
+/// and the sending side ends at once: the client reads the close frame and the end of the
+/// stream together, answers and is done, instead of waiting for the server to read its
+/// answer and only then send the FIN (the answer still arrives: a half-closed connection
+/// receives). Else `rest` gets what the kernel did not take (all of it when it took nothing,
+/// which is no error; nothing on an error).
+frame_write send_close_frame_now(int fd, std::uint16_t code, std::string_view reason,
+                                 ws_counters& counters, std::string& rest) {
+  const close_frame frame(code, reason);
+  frame_write w;
+  w.total = frame.size;
+  iovec iov{const_cast<char*>(frame.bytes.data()), frame.size};
+  const auto n = send_now(fd, &iov, 1);
+  if (n > 0) {
+    w.done = static_cast<std::size_t>(n);
+  } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    w.error = errno;
+    return w;
+  }
+  if (w.whole()) {
+    ++counters.close_frames_sent;
+    ::shutdown(fd, SHUT_WR);
+  } else {
+    rest.assign(frame.bytes.data() + w.done, frame.size - w.done);
+  }
+  return w;
+}
+
 /// What the session's writer and its socket share (ws_socket below). It lives in the session,
 /// next to the fields the writer reads for every message: the socket itself lives inside
 /// Beast's stream, two cache lines away, and a broadcast to 10,000 connections touches each
@@ -634,6 +662,21 @@ class ws_handle final : public ws_connection, public std::enable_shared_from_thi
   bool direct_close_ = false;
   /// The rest of that close frame when the kernel took it only in part: the session writes it.
   std::string close_rest_;
+
+  /// What the session adopts of a direct close (ws_session::adopted_direct_close).
+  struct direct_close_taken {
+    std::uint16_t code = 0;  ///< the frame's
+    std::string rest;        ///< what of it the kernel did not take (empty: all)
+    int failed = 0;          ///< the errno its write failed with (0: none)
+  };
+  /// With mutex_ held: a direct close, taken over by the session (once), or nothing.
+  std::optional<direct_close_taken> take_direct_close() {
+    if (!direct_close_) {
+      return std::nullopt;
+    }
+    return direct_close_taken{close_code_, std::exchange(close_rest_, {}),
+                              std::exchange(handoff_errno_, 0)};
+  }
 };
 
 static_assert(sizeof(ws_handle) + 32 <= handle_pool::max_block,
@@ -728,10 +771,9 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   /// or writes the close state (the read's completion, a close request, the close deadline;
   /// the pump does it under its own lock).
   void adopt_direct_close();
-  /// adopt_direct_close's half after the handle's mutex: `code` the frame's, `rest` what of
-  /// it the kernel did not take (empty: all), `failed` the errno its write failed with (0:
-  /// none; the connection ends, reported with `code` as when the session's own write fails).
-  void adopted_direct_close(std::uint16_t code, std::string rest, int failed);
+  /// adopt_direct_close's half after the handle's mutex (a failed write ends the connection,
+  /// reported with the frame's code as when the session's own write fails).
+  void adopted_direct_close(ws_handle::direct_close_taken taken);
   void arm_close_deadline();
 
  public:
@@ -1104,19 +1146,16 @@ void ws_session::pump() {
     std::uint16_t code = 0;
     std::optional<close_reason> reason;  // set (copied out of the handle) only to close
     std::optional<ws_handle::unfinished_frame> rest;
-    std::optional<std::string> close_rest;  // set when a close pass wrote our close frame
+    std::optional<ws_handle::direct_close_taken> direct_close;
     int failed = 0;
     {
       std::lock_guard lock(handle_->mutex_);
       handle_->queued_messages_ -= written;
       handle_->queued_bytes_ -= written_bytes;
       handle_->idle_fd_ = -1;  // the session writes (or waits): no direct write meanwhile
-      if (handle_->direct_close_) {
+      if ((direct_close = handle_->take_direct_close())) {
         // Written by a close pass since this session last looked (the queue was empty, so
         // nothing was written in this round): nothing more of ours goes out.
-        code = handle_->close_code_;
-        close_rest = std::exchange(handle_->close_rest_, {});
-        failed = std::exchange(handle_->handoff_errno_, 0);
       } else if (handle_->handoff_errno_ != 0) {
         failed = std::exchange(handle_->handoff_errno_, 0);
       } else if (handle_->handoff_) {
@@ -1138,8 +1177,8 @@ void ws_session::pump() {
         reason = handle_->close_reason_;  // 124 bytes, no allocation
       }
     }
-    if (close_rest) {
-      adopted_direct_close(code, std::move(*close_rest), failed);
+    if (direct_close) {
+      adopted_direct_close(std::move(*direct_close));
       return;
     }
     if (failed != 0) {
@@ -1294,25 +1333,14 @@ void ws_session::send_close_frame(std::uint16_t code, std::string_view reason) {
   // of this function's own samples, perf annotate), which one io thread writes alone.
   wstate_.after_close = true;
   stop_beast_timeouts();
-  const close_frame frame(code, reason);
-  iovec iov{const_cast<char*>(frame.bytes.data()), frame.size};
-  const auto n = send_now(wstate_.fd, &iov, 1);
-  if (n >= 0 && static_cast<std::size_t>(n) == frame.size) {
-    ++reg_.counters_.close_frames_sent;
-    // Written whole: the sending side ends at once. The client reads the close frame and
-    // the end of the stream together, answers and is done, instead of waiting for the
-    // server to read its answer and only then send the FIN. The answer still arrives (a
-    // half-closed connection receives) and completes the handshake in the read loop.
-    ::shutdown(wstate_.fd, SHUT_WR);  // on the descriptor: the same, without the socket
-    return;
+  // On the descriptor, not through the socket: the same, without touching Beast's stream.
+  std::string rest;
+  const auto w = send_close_frame_now(wstate_.fd, code, reason, reg_.counters_, rest);
+  if (w.error != 0) {
+    on_write_failed(error_code(w.error, boost::system::system_category()));
+  } else if (!w.whole()) {
+    write_close_rest(std::move(rest));  // the client is not reading: the rest asynchronously
   }
-  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-    on_write_failed(error_code(errno, boost::system::system_category()));
-    return;
-  }
-  // A part or nothing taken (the client is not reading): the rest asynchronously.
-  const auto done = n > 0 ? static_cast<std::size_t>(n) : 0;
-  write_close_rest(std::string(frame.bytes.data() + done, frame.size - done));
 }
 
 void ws_session::stop_beast_timeouts() {
@@ -1347,33 +1375,28 @@ void ws_session::adopt_direct_close() {
   if (close_sent_) {
     return;
   }
-  std::uint16_t code = 0;
-  std::string rest;
-  int failed = 0;
+  std::optional<ws_handle::direct_close_taken> taken;
   {
     std::lock_guard lock(handle_->mutex_);
-    if (!handle_->direct_close_) {
-      return;
-    }
-    code = handle_->close_code_;
-    rest = std::exchange(handle_->close_rest_, {});
-    failed = std::exchange(handle_->handoff_errno_, 0);
+    taken = handle_->take_direct_close();
   }
-  adopted_direct_close(code, std::move(rest), failed);
+  if (taken) {
+    adopted_direct_close(std::move(*taken));
+  }
 }
 
-void ws_session::adopted_direct_close(std::uint16_t code, std::string rest, int failed) {
+void ws_session::adopted_direct_close(ws_handle::direct_close_taken taken) {
   close_sent_ = true;
-  close_code_ = code;
+  close_code_ = taken.code;
   close_deadline_armed_ = true;  // by the close pass, with the frame (moot when it failed)
   wstate_.after_close = true;
-  if (failed != 0) {
-    on_write_failed(error_code(failed, boost::system::system_category()));
+  if (taken.failed != 0) {
+    on_write_failed(error_code(taken.failed, boost::system::system_category()));
     return;
   }
   stop_beast_timeouts();
-  if (!rest.empty()) {
-    write_close_rest(std::move(rest));  // its shutdown follows it
+  if (!taken.rest.empty()) {
+    write_close_rest(std::move(taken.rest));  // its shutdown follows it
   }
 }
 
@@ -1634,29 +1657,23 @@ bool close_directly(ws_handle& h) {
     if (h.idle_fd_ < 0 || !h.close_requested_ || h.direct_close_ || !h.queue_.empty()) {
       return false;
     }
-    const close_frame frame(h.close_code_, h.close_reason_.view());
-    iovec iov{const_cast<char*>(frame.bytes.data()), frame.size};
-    const auto n = send_now(h.idle_fd_, &iov, 1);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    // Under the lock (the shutdown included), so no close of the descriptor comes first:
+    // whatever closes it revokes idle_fd_ under this mutex before.
+    std::string rest;
+    const auto w = send_close_frame_now(h.idle_fd_, h.close_code_, h.close_reason_.view(),
+                                        h.registry_->counters_, rest);
+    if (w.error == 0 && w.done == 0) {
       return false;  // nothing taken: the session writes it (asynchronously)
     }
-    const int fd = std::exchange(h.idle_fd_, -1);  // no write of any kind after this one
+    h.idle_fd_ = -1;  // no write of any kind after this one
     h.direct_close_ = true;
-    if (n < 0) {
+    if (w.error != 0) {
       // The session ends with it, as when its own close frame's write fails: with our code.
-      h.handoff_errno_ = errno;
+      h.handoff_errno_ = w.error;
       return false;
     }
-    whole = static_cast<std::size_t>(n) == frame.size;
-    if (whole) {
-      ++h.registry_->counters_.close_frames_sent;
-      // As send_close_frame does; under the lock, so no close of the descriptor comes first
-      // (whatever closes it revokes idle_fd_ under this mutex before).
-      ::shutdown(fd, SHUT_WR);
-    } else {
-      const auto done = static_cast<std::size_t>(n);
-      h.close_rest_.assign(frame.bytes.data() + done, frame.size - done);
-    }
+    whole = w.whole();
+    h.close_rest_ = std::move(rest);
   }
   h.registry_->arm_close_deadline(h.id(), h.io_);
   return whole;
