@@ -27,7 +27,10 @@
 # client build (both are built in build/release otherwise). WS_BENCH_OPTS adds ws-bench
 # options (`ws-bench --help`, e.g. "--sched-batch"). KEEP_WORK=1 keeps the work directory
 # (server log, shutdown report, client JSON, floor.json); WS_BENCH_LOG_LEVEL (default warn)
-# is the server's LOG_LEVEL.
+# is the server's LOG_LEVEL. WS_ROUND_GAP_MS (default 300) is the pause between broadcasts, for
+# either client and the floor alike: on a host that makes memory left alone for a while slow
+# to touch again (docs/websocket.md, "Cold and warm rounds"), a short pause (e.g. 20) measures
+# the broadcast with the paths it runs still warm.
 # The floor (--client native only): once the server has exited, tools/ws_floor (`ws-floor`)
 # runs with the same CLIENTS and ROUNDS: what this host does with no framework at all (a
 # forked raw-socket server writing pre-encoded frames from nproc threads, its close frames
@@ -80,6 +83,13 @@ ulimit -n "$want"
 if [ "$client" != native ]; then floor=0; fi  # the floor is ws-bench's peer
 close_each=()  # passed to ws-bench and ws-floor alike
 if [ "${WS_CLIENT_CLOSE_EACH:-0}" != 0 ]; then close_each=(--close-each); fi
+gap="${WS_ROUND_GAP_MS:-300}"
+if ! [[ "$gap" =~ ^[0-9]+$ ]] || [ "$gap" -gt 600000 ]; then
+  echo "WS_ROUND_GAP_MS must be an integer from 0 to 600000 (milliseconds)" >&2
+  exit 2
+fi
+export WS_ROUND_GAP_MS="$gap"  # the Node client reads it
+both=("${close_each[@]}" --round-gap-ms "$gap")
 if [ -z "${SI_BIN:-}" ] || { [ "$client" = native ] && [ -z "${WS_BENCH_BIN:-}" ]; } \
     || { [ "$floor" != 0 ] && [ -z "${WS_FLOOR_BIN:-}" ]; }; then
   si_install_deps
@@ -131,7 +141,7 @@ si_wait_for "server" 30 curl -sf "http://127.0.0.1:$port/health"
 # HTTP drain has nothing to wait for.
 if [ "$client" = native ]; then
   read -r -a extra <<<"${WS_BENCH_OPTS:-}"
-  extra+=("${close_each[@]}")
+  extra+=("${both[@]}")
   "$WS_BENCH_BIN" "$port" "$server_pid" "$clients" "$grace" "$rounds" "$workers" "${extra[@]}" \
     >"$dir/out.json"
   who="native ws-bench, $workers thread(s)"
@@ -152,7 +162,7 @@ echo "machine load (1/5/15 min):   $load on $(nproc) cores (figures under load a
 echo "binary:                      $SI_BIN"
 echo "client:                      $who"
 echo "clients:                     $clients (connected in $(jq .connect_ms "$r") ms)"
-jq -r '.rounds | to_entries[] | "broadcast \(.key + 1):                 queued \(.value.queued) (POST answered after \(.value.queued_ms * 10 | round / 10) ms), delivered \(.value.delivered), p50 \(.value.p50 * 10 | round / 10) ms, p99 \(.value.p99 * 10 | round / 10) ms, max \(.value.max * 10 | round / 10) ms"' "$r"
+jq -r '.rounds | to_entries[] | "broadcast \(.key + 1):                 queued \(.value.queued) (POST answered after \(.value.queued_ms * 10 | round / 10) ms), delivered \(.value.delivered), first \(if .value.first == null then "-" else .value.first * 10 | round / 10 end) ms, p50 \(.value.p50 * 10 | round / 10) ms, p99 \(.value.p99 * 10 | round / 10) ms, max \(.value.max * 10 | round / 10) ms"' "$r"
 echo "fan-out p99 (median round):  $(ms .p99_median_round_ms) ms (target <= 50 ms at 10k)"
 echo "hub queueing, per broadcast: $(ms .hub_fanout_mean_ms) ms mean (si_ws_fanout_seconds; the rest is writing and the clients)"
 if [ "$client" = native ]; then
@@ -174,7 +184,7 @@ echo "server exit code:            $code"
 # The floor: after the server has exited, so that the two never share the machine.
 [ "$floor" != 0 ] || exit 0
 floor_code=0
-"$WS_FLOOR_BIN" "$clients" "$rounds" "${close_each[@]}" >"$dir/floor.json" || floor_code=$?
+"$WS_FLOOR_BIN" "$clients" "$rounds" "${both[@]}" >"$dir/floor.json" || floor_code=$?
 if [ "$floor_code" != 0 ]; then
   echo "floor (raw sockets, same machine, same run): ws-floor failed (exit $floor_code, reason above)"
   exit 1

@@ -6,6 +6,7 @@
 // trigger → delivery at every client, then sends SIGTERM to the server and collects
 // SIGTERM → each client's close (server_shutdown first, then close 1001). Times are
 // absolute (performance.timeOrigin + now) so that they compare across processes. Prints JSON.
+// WS_ROUND_GAP_MS (default 300, checked by ws.sh): the pause between broadcasts.
 
 import { fork } from 'node:child_process';
 import fs from 'node:fs';
@@ -15,6 +16,7 @@ import WebSocket from 'ws';
 import { percentile, sleep } from './lib.mjs';
 
 const now = () => performance.timeOrigin + performance.now();
+const roundGapMs = Number(process.env.WS_ROUND_GAP_MS ?? 300);
 
 // ---------------------------------------------------------------------------------------
 // Worker: `count` clients; reports when each round is complete and when all have closed.
@@ -145,9 +147,9 @@ if (process.argv[2] === '--worker') {
     const { queued } = JSON.parse(r.body);
     const reports = await nextEvents('round', workers, 30);
     const lat = reports.flatMap((x) => x.times).map((x) => x - start).sort((a, b) => a - b);
-    results.push({ queued, queued_ms: queuedMs, delivered: lat.length, p50: percentile(lat, 50),
-      p99: percentile(lat, 99), max: lat[lat.length - 1] });
-    await sleep(300);
+    results.push({ queued, queued_ms: queuedMs, delivered: lat.length, first: lat[0],
+      p50: percentile(lat, 50), p99: percentile(lat, 99), max: lat[lat.length - 1] });
+    await sleep(roundGapMs);
   }
   const p99s = results.map((x) => x.p99).sort((a, b) => a - b);
   // The hub's own share: time to queue one message for every subscriber.
