@@ -250,6 +250,15 @@ struct frame_write {
   bool whole() const noexcept {
     return done == total;
   }
+
+  /// Records send_now's result `n` (errno read at once when it is -1).
+  void took(ssize_t n) noexcept {
+    if (n > 0) {
+      done = static_cast<std::size_t>(n);
+    } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      error = errno;
+    }
+  }
 };
 
 /// A text frame of `message` (its header built into `header`, which must live until the
@@ -261,12 +270,7 @@ frame_write send_text_frame(int fd, std::array<unsigned char, 10>& header,
   w.total = w.header_size + message.size();
   iovec iov[2] = {{header.data(), w.header_size},
                   {const_cast<char*>(message.data()), message.size()}};
-  const auto n = send_now(fd, iov, 2);
-  if (n > 0) {
-    w.done = static_cast<std::size_t>(n);
-  } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-    w.error = errno;
-  }
+  w.took(send_now(fd, iov, 2));
   return w;
 }
 
@@ -299,11 +303,8 @@ frame_write send_close_frame_now(int fd, std::uint16_t code, std::string_view re
   frame_write w;
   w.total = frame.size;
   iovec iov{const_cast<char*>(frame.bytes.data()), frame.size};
-  const auto n = send_now(fd, &iov, 1);
-  if (n > 0) {
-    w.done = static_cast<std::size_t>(n);
-  } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-    w.error = errno;
+  w.took(send_now(fd, &iov, 1));
+  if (w.error != 0) {
     return w;
   }
   if (w.whole()) {

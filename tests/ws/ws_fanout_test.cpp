@@ -11,8 +11,8 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <span>
+#include <thread>
 #include <vector>
 
 #include "net/http_server.hpp"
