@@ -136,9 +136,9 @@ port=$(si_free_port)
 server_pid=$!
 si_wait_for "server" 30 curl -sf "http://127.0.0.1:$port/health"
 
-# Both clients make each HTTP request (trigger, /metrics) on a connection of its own that is
-# closed once answered: no keep-alive connection of the bench is open at the SIGTERM, so the
-# HTTP drain has nothing to wait for.
+# Both clients make their HTTP requests (trigger, /metrics) on one kept-alive connection,
+# opened before the settle pause (a publisher holds its connection: setting one up is not part
+# of a broadcast) and closed before the SIGTERM, so the HTTP drain has nothing to wait for.
 if [ "$client" = native ]; then
   read -r -a extra <<<"${WS_BENCH_OPTS:-}"
   extra+=("${both[@]}")

@@ -80,11 +80,14 @@ if (process.argv[2] === '--worker') {
   const workers = workersArg || 2;
   const rssKiB = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 
-  /// POST without keep-alive (`agent: false`): no idle HTTP connection is left for the drain.
+  /// The trigger and /metrics share one kept-alive connection, opened before the first
+  /// broadcast (a publisher holds its connection: setting one up is not part of a broadcast)
+  /// and destroyed before the SIGTERM, so no idle HTTP connection is left for the drain.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const post = (path, body) => new Promise((resolve, reject) => {
     const data = JSON.stringify(body);
     const req = http.request({
-      host: '127.0.0.1', port, path, method: 'POST', agent: false,
+      host: '127.0.0.1', port, path, method: 'POST', agent,
       headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) },
     }, (res) => {
       let text = '';
@@ -135,6 +138,13 @@ if (process.argv[2] === '--worker') {
   }
   await nextEvents('ready', workers, 120);
   const connectMs = now() - t0;
+  // Opens the kept-alive connection (any answer will do: it is not looked at).
+  await new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: '/health', agent }, (res) => {
+      res.resume();
+      res.on('end', resolve);
+    }).on('error', reject);
+  });
   await sleep(1000);  // let the server settle (allocator, first reads)
   const after = rssKiB();
 
@@ -154,7 +164,7 @@ if (process.argv[2] === '--worker') {
   const p99s = results.map((x) => x.p99).sort((a, b) => a - b);
   // The hub's own share: time to queue one message for every subscriber.
   const metrics = await new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: '/metrics', agent: false }, (res) => {
+    http.get({ host: '127.0.0.1', port, path: '/metrics', agent }, (res) => {
       let text = '';
       res.on('data', (d) => {
         text += d;
@@ -165,6 +175,7 @@ if (process.argv[2] === '--worker') {
   const sample = (name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1]);
   const fanoutMs = (1000 * sample('si_ws_fanout_seconds_sum')) / sample('si_ws_fanout_seconds_count');
 
+  agent.destroy();  // before the SIGTERM: the server's drain waits for no connection of ours
   const term = now();
   process.kill(pid, 'SIGTERM');
   const closes = await nextEvents('closed', workers, 60);
