@@ -622,27 +622,39 @@ class client_thread {
     }
   }
 
-  /// Writes what is pending; false when the connection ended.
-  bool flush(unsigned i) {
-    auto& c = conns_[i];
-    while (c.out_pending) {
-      auto& out = bufs_[i].out;
-      auto n = ::send(c.fd, out.data(), out.size(), MSG_NOSIGNAL);
+  /// Writes as much of `bytes` as the kernel takes now (`bytes` keeps the rest); false when
+  /// the connection ended (reset by the peer).
+  bool write_some(unsigned i, std::string_view& bytes) {
+    while (!bytes.empty()) {
+      const auto n = ::send(conns_[i].fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
       if (n < 0) {
         if (errno == EINTR) {
           continue;
         }
         if (errno == EAGAIN) {
-          set_interest(i, true);
           return true;
         }
         end(i, true);  // reset by the peer
         return false;
       }
-      out.erase(0, static_cast<std::size_t>(n));
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+  }
+
+  /// Writes what is pending; false when the connection ended.
+  bool flush(unsigned i) {
+    auto& c = conns_[i];
+    if (c.out_pending) {
+      auto& out = bufs_[i].out;
+      std::string_view rest = out;
+      if (!write_some(i, rest)) {
+        return false;
+      }
+      out.erase(0, out.size() - rest.size());
       c.out_pending = !out.empty();
     }
-    set_interest(i, false);
+    set_interest(i, c.out_pending);
     return true;
   }
 
@@ -652,21 +664,8 @@ class client_thread {
   /// buffer left alone since the handshake cost a cold heap block per connection.
   void send(unsigned i, std::string_view bytes) {
     auto& c = conns_[i];
-    if (!c.out_pending) {
-      while (!bytes.empty()) {
-        const auto n = ::send(c.fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-        if (n < 0) {
-          if (errno == EINTR) {
-            continue;
-          }
-          if (errno != EAGAIN) {
-            end(i, true);  // reset by the peer
-            return;
-          }
-          break;
-        }
-        bytes.remove_prefix(static_cast<std::size_t>(n));
-      }
+    if (!c.out_pending && !write_some(i, bytes)) {
+      return;
     }
     if (!bytes.empty()) {
       bufs_[i].out.append(bytes);
