@@ -16,6 +16,7 @@
 #include "net/http_server.hpp"
 #include "net/prometheus.hpp"
 #include "net/sd_notify.hpp"
+#include "net/thread_name.hpp"
 #include "storage/database.hpp"
 #include "storage/shutdown_reports.hpp"
 #include "storage/webhook_events.hpp"
@@ -61,6 +62,7 @@ class hard_deadline_watchdog {
  public:
   void arm(std::chrono::milliseconds limit) {
     thread_ = std::thread([this, limit] {
+      net::name_this_thread("si-deadline");
       std::unique_lock<std::mutex> guard{mtx_};
       if (!cv_.wait_for(guard, limit, [this] { return disarmed_; })) {
         config::logger("main")->critical("hard shutdown deadline of {} ms exceeded; exiting now",

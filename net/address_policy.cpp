@@ -1,4 +1,5 @@
 #include "net/address_policy.hpp"
+#include "net/thread_name.hpp"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -476,6 +477,7 @@ bool run_detached_lookup(std::function<void()> work) {
   }
   try {
     std::thread([work = std::move(work)] {
+      name_this_thread("si-dns-lookup");
       try {
         work();
       } catch (...) {  // a resolver that throws must not terminate the process

@@ -37,6 +37,7 @@
 
 #include "config/logging.hpp"
 #include "net/gate.hpp"
+#include "net/thread_name.hpp"
 #include "net/ws_transport.hpp"
 
 namespace si::net {
@@ -1418,6 +1419,7 @@ std::uint16_t http_server_core::start() {
   ws_->set_io_threads(n);
   for (unsigned i = 0; i < n; ++i) {
     threads_.emplace_back([this] {
+      name_this_thread("si-http-io");
       for (;;) {
         try {
           io_context_.run();

@@ -1,6 +1,7 @@
 #include "net/sd_notify.hpp"
 
 #include "config/logging.hpp"
+#include "net/thread_name.hpp"
 
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -215,7 +216,10 @@ sd_watchdog::sd_watchdog(sd_notifier& notifier, std::chrono::microseconds timeou
       "watchdog: pinging the service manager every {} ms while the "
       "liveness probe answers within {} ms",
       impl_->interval.count(), impl_->limit.count());
-  impl_->thread = std::thread([this] { impl_->run(); });
+  impl_->thread = std::thread([this] {
+    name_this_thread("si-sd-watchdog");
+    impl_->run();
+  });
 }
 
 sd_watchdog::~sd_watchdog() {

@@ -39,6 +39,7 @@
 #include <openssl/x509.h>
 
 #include "config/logging.hpp"
+#include "net/thread_name.hpp"
 
 namespace si::net {
 
@@ -677,6 +678,7 @@ webhook_client_core::webhook_client_core(webhook_client_options options)
   running_ = options_.io_threads;
   for (unsigned i = 0; i < options_.io_threads; ++i) {
     threads_.emplace_back([this] {
+      name_this_thread("si-webhook-io");
       for (;;) {
         try {
           ioc_.run();

@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <pthread.h>
+
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <memory>
@@ -16,6 +19,7 @@
 #include "config/logging.hpp"
 #include "config/settings.hpp"
 #include "net/http_server.hpp"
+#include "net/thread_name.hpp"
 #include "support.hpp"
 
 using namespace si::test;
@@ -43,7 +47,8 @@ http_server_options test_options() {
 /// its respond_fn; /twice answers twice; /nocontent answers 204; /badheader sets unsafe
 /// headers; /id returns the request id the handler saw; /shared answers with `shared_page`'s
 /// bytes without copying them (http_response::shared_owner); /big answers `big_page`
-/// (16 MiB, more than loopback's socket buffers take at once).
+/// (16 MiB, more than loopback's socket buffers take at once); /threadname answers the
+/// name of the thread the handler ran on.
 class test_server {
  public:
   explicit test_server(http_server_options o = test_options())
@@ -106,6 +111,10 @@ class test_server {
       respond(std::move(r));
     } else if (p.rfind("/hold", 0) == 0) {
       held.push(std::move(req), std::move(respond));
+    } else if (p == "/threadname") {
+      std::array<char, 16> name{};
+      pthread_getname_np(pthread_self(), name.data(), name.size());
+      respond(http_response{200, {}, name.data()});
     } else if (p == "/thread") {
       std::lock_guard lock(threads_mutex_);
       threads_.emplace_back([respond = std::move(respond)] {
@@ -440,6 +449,26 @@ TEST_CASE("a handler may answer from another thread", "[net][http]") {
     CHECK(r->status == 200);
     CHECK(r->body == "from thread");
   }
+}
+
+TEST_CASE("the io threads are named si-http-io; a thread name is cut to 15 bytes", "[net][http]") {
+  test_server ts;
+  raw_client c(ts.port());
+  REQUIRE(c.send(get_request("/threadname")));
+  auto r = c.read_response();
+  REQUIRE(r);
+  CHECK(r->body == "si-http-io");
+
+  std::string seen;
+  std::thread t([&seen] {
+    si::net::name_this_thread("0123456789abcdefXYZ");
+    std::array<char, 16> name{};
+    pthread_getname_np(pthread_self(), name.data(), name.size());
+    seen = name.data();
+  });
+  t.join();
+  CHECK(seen == "0123456789abcde");
+  CHECK(seen.size() == si::net::max_thread_name);
 }
 
 TEST_CASE("respond_fn misuse: throw -> 500, dropped -> 500, twice -> first wins", "[net][http]") {
