@@ -33,6 +33,13 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
+/// The calling thread's name (at most 15 bytes on Linux).
+std::string current_thread_name() {
+  std::array<char, si::net::max_thread_name + 1> name{};
+  pthread_getname_np(pthread_self(), name.data(), name.size());
+  return name.data();
+}
+
 http_server_options test_options() {
   http_server_options o;
   o.host = "127.0.0.1";
@@ -112,9 +119,7 @@ class test_server {
     } else if (p.rfind("/hold", 0) == 0) {
       held.push(std::move(req), std::move(respond));
     } else if (p == "/threadname") {
-      std::array<char, 16> name{};
-      pthread_getname_np(pthread_self(), name.data(), name.size());
-      respond(http_response{200, {}, name.data()});
+      respond(http_response{200, {}, current_thread_name()});
     } else if (p == "/thread") {
       std::lock_guard lock(threads_mutex_);
       threads_.emplace_back([respond = std::move(respond)] {
@@ -462,9 +467,7 @@ TEST_CASE("the io threads are named si-http-io; a thread name is cut to 15 bytes
   std::string seen;
   std::thread t([&seen] {
     si::net::name_this_thread("0123456789abcdefXYZ");
-    std::array<char, 16> name{};
-    pthread_getname_np(pthread_self(), name.data(), name.size());
-    seen = name.data();
+    seen = current_thread_name();
   });
   t.join();
   CHECK(seen == "0123456789abcde");
