@@ -1,5 +1,4 @@
 #include "net/address_policy.hpp"
-#include "net/thread_name.hpp"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -15,6 +14,8 @@
 #include <system_error>
 #include <thread>
 #include <utility>
+
+#include "net/thread_name.hpp"
 
 namespace si::net {
 
