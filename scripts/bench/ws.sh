@@ -159,13 +159,14 @@ hub=$(jq -c '.actors[] | select(.actor=="ws_hub") | {outcome, duration_ms, count
   "$dir/report.json")
 limit=$(( grace + 200 ))
 ms() { jq "$1 | if . == null then \"-\" else (. * 10 | round / 10) end" "$r"; }
+worst_round='[.rounds[].p99] | max'  # jq: a run's slowest round (server's and floor's JSON)
 echo "machine load (1/5/15 min):   $load on $(nproc) cores (figures under load are inflated)"
 echo "binary:                      $SI_BIN"
 echo "client:                      $who"
 echo "clients:                     $clients (connected in $(jq .connect_ms "$r") ms)"
 jq -r '.rounds | to_entries[] | "broadcast \(.key + 1):                 queued \(.value.queued) (POST answered after \(.value.queued_ms * 10 | round / 10) ms), delivered \(.value.delivered), first \(if .value.first == null then "-" else .value.first * 10 | round / 10 end) ms, p50 \(.value.p50 * 10 | round / 10) ms, p99 \(.value.p99 * 10 | round / 10) ms, max \(.value.max * 10 | round / 10) ms"' "$r"
 echo "fan-out p99 (median round):  $(ms .p99_median_round_ms) ms (target <= 50 ms at 10k)"
-echo "fan-out p99 (worst round):   $(ms '[.rounds[].p99] | max') ms"
+echo "fan-out p99 (worst round):   $(ms "$worst_round") ms"
 echo "hub queueing, per broadcast: $(ms .hub_fanout_mean_ms) ms mean (si_ws_fanout_seconds; the rest is writing and the clients)"
 if [ "$client" = native ]; then
   echo "CPU per broadcast:           server $(ms .server_cpu_ms_per_round) ms, client $(ms .client_cpu_ms_per_round) ms (trigger to last delivery)"
@@ -197,10 +198,10 @@ ratio() {  # A / B with one decimal, "-" when either is missing
   awk -v a="$1" -v b="$2" 'BEGIN { if (a == "null" || b == "null" || b <= 0) print "-";
     else printf "%.1f\n", a / b }'
 }
-echo "floor (raw sockets, same machine, same run): broadcast p99 $(fms .p99_median_round_ms) ms (median round), $(fms '[.rounds[].p99] | max') ms (worst round), sender CPU $(fms .sender_cpu_ms_per_round) ms, client CPU $(fms .client_cpu_ms_per_round) ms per broadcast; close frames, answers, the end of each stream: all closed $(fms .all_closed_ms) ms after the command"
+echo "floor (raw sockets, same machine, same run): broadcast p99 $(fms .p99_median_round_ms) ms (median round), $(fms "$worst_round") ms (worst round), sender CPU $(fms .sender_cpu_ms_per_round) ms, client CPU $(fms .client_cpu_ms_per_round) ms per broadcast; close frames, answers, the end of each stream: all closed $(fms .all_closed_ms) ms after the command"
 fanout=$(ratio "$(jq .p99_median_round_ms "$r")" "$(jq .p99_median_round_ms "$f")")
 server_close=$(jq "if .sigterm_to_all_closed_ms == null then null
   else .sigterm_to_all_closed_ms - $grace end" "$r")
 closing=$(ratio "$server_close" "$(jq .all_closed_ms "$f")")
-worst=$(ratio "$(jq '[.rounds[].p99] | max' "$r")" "$(jq '[.rounds[].p99] | max' "$f")")
+worst=$(ratio "$(jq "$worst_round" "$r")" "$(jq "$worst_round" "$f")")
 echo "server vs floor:             fan-out p99 ${fanout}x the floor (worst round ${worst}x); SIGTERM->all closed minus grace: ${closing}x the floor's close phase"

@@ -1,7 +1,8 @@
 #pragma once
 /// What ws-bench (tools/ws_bench) and ws-floor (tools/ws_floor), the two clients of
 /// scripts/bench/ws.sh, share besides the wire format (ws_wire.hpp): their clocks, the reading
-/// of the command line, the open-files limit, the coordinator's wait for its client threads,
+/// of the command line, the open-files limit, a connection's bytes not yet decoded, the
+/// coordinator's wait for its client threads,
 /// the latency statistics and main() itself (the JSON object on stdout; exit 1 when the run
 /// could not complete, 2 for bad arguments). Each tool keeps its own options, messages and
 /// JSON fields.
@@ -153,6 +154,35 @@ inline int connect_error(int fd) {
 /// the clients of client thread k.
 inline unsigned share_of(unsigned total, unsigned parts, unsigned k) {
   return total / parts + (k < total % parts ? 1 : 0);
+}
+
+/// The bytes to decode after a read of `data`: `data` itself or, when `pending` (`in` holds the
+/// start of a frame left from the previous read), `in` with `data` appended.
+inline std::string_view unread(std::string& in, bool pending, std::string_view data) {
+  if (!pending) {
+    return data;
+  }
+  in.append(data);
+  return in;
+}
+
+/// After decoding `data` (what unread() returned) up to `used`: keeps data[used..] in `in` for
+/// the next read, or empties `in` when everything was used. `pending` says whether `in` holds
+/// bytes; a connection's state keeps it, its buffer kept apart (rarely used).
+inline void keep_unread(std::string& in, bool& pending, std::string_view data, std::size_t used) {
+  if (used == data.size()) {
+    if (pending) {
+      in.clear();
+      pending = false;
+    }
+    return;
+  }
+  if (pending && data.data() == in.data()) {
+    in.erase(0, used);
+  } else {
+    in.assign(data.substr(used));
+  }
+  pending = true;
 }
 
 /// What the client threads tell the coordinator: the tool's completion counters (a base of its

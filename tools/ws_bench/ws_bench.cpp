@@ -698,12 +698,8 @@ class client_thread {
       return;
     }
     const double at = now_ms();
-    std::string_view data(buffer_, static_cast<std::size_t>(n));
-    if (c.in_pending) {
-      auto& in = bufs_[i].in;
-      in.append(data);
-      data = in;
-    }
+    const auto data =
+        unread(bufs_[i].in, c.in_pending, std::string_view(buffer_, static_cast<std::size_t>(n)));
     std::size_t used = 0;
     if (c.ph == phase::upgrading) {
       auto& accept = bufs_[i].accept;
@@ -740,23 +736,9 @@ class client_thread {
     }
   }
 
-  /// Keeps data[used..] in bufs_[i].in for the next read.
+  /// Keeps data[used..] in bufs_[i].in for the next read (keep_unread).
   void keep(unsigned i, std::string_view data, std::size_t used) {
-    auto& c = conns_[i];
-    if (used == data.size()) {
-      if (c.in_pending) {
-        bufs_[i].in.clear();
-        c.in_pending = false;
-      }
-      return;
-    }
-    auto& in = bufs_[i].in;
-    if (c.in_pending && data.data() == in.data()) {
-      in.erase(0, used);
-    } else {
-      in.assign(data.substr(used));
-    }
-    c.in_pending = true;
+    keep_unread(bufs_[i].in, conns_[i].in_pending, data, used);
   }
 
   void on_frame(unsigned i, const frame& f, double at) {

@@ -472,10 +472,8 @@ class client_thread {
       return;
     }
     const double at = now_ms();
-    std::string_view data(buffer_, static_cast<std::size_t>(n));
-    if (c.in_pending) {
-      data = ins_[i].append(data);
-    }
+    const auto data =
+        unread(ins_[i], c.in_pending, std::string_view(buffer_, static_cast<std::size_t>(n)));
     std::size_t used = 0;
     for (;;) {
       frame f;
@@ -491,17 +489,7 @@ class client_thread {
       used += size;
       on_frame(c, client, f.op, at);
     }
-    if (used < data.size()) {
-      if (c.in_pending) {
-        ins_[i].erase(0, used);  // data is ins_[i]
-      } else {
-        ins_[i].assign(data.substr(used));
-        c.in_pending = true;
-      }
-    } else if (c.in_pending) {
-      ins_[i].clear();
-      c.in_pending = false;
-    }
+    keep_unread(ins_[i], c.in_pending, data, used);
   }
 
   void on_frame(conn& c, unsigned client, std::uint8_t op, double at) {
